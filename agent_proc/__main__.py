@@ -1,0 +1,29 @@
+"""Entry point of the child: `python -m agent_proc run ID`.
+
+Started by the supervisor with the conversation already created on disk; the API key
+arrives in the environment only. The exit code is the run's outcome (see `run`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = "usage: python -m agent_proc run CONVERSATION_ID"
+
+
+def entry(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "run":
+        print(USAGE, file=sys.stderr)
+        return 2
+    from agent_proc.conversation import ConversationError
+    from agent_proc.run import main
+
+    try:
+        return main(argv[1])
+    except ConversationError as error:
+        print(f"agent_proc: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(entry(sys.argv[1:]))

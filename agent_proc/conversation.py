@@ -1,0 +1,482 @@
+"""The conversation format on disk, shared by the parent and the child.
+
+One directory per conversation under `$AGENT_HOME/conversations/<id>/`:
+
+    events.jsonl  the history: one JSON event a line, only ever appended to
+    state.json    a checkpoint of the state those events add up to, replaced atomically
+    lock          the `flock` that serialises writers (readers never take it)
+    inbox/        messages sent to a running conversation, not yet taken in
+    output.log    what the run prints for people (progress, tracebacks)
+    log.jsonl     structured logs of the child
+
+The history is the source of truth; the state is a fold of it (`apply_event`), saved
+so that readers need not replay everything. A writer appends and fsyncs the event
+first, then replaces the state. A kill between the two leaves the state behind the
+history, and every reader catches up by replaying the events past the checkpoint's
+byte offset, so both always agree. A kill in the middle of an append leaves a torn
+last line: readers ignore it and the next writer cuts it off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import re
+import secrets
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from agent_proc.status import Status, check_transition
+
+SCHEMA_VERSION = 1
+
+STATE_FILE = "state.json"
+EVENTS_FILE = "events.jsonl"
+LOCK_FILE = "lock"
+INBOX_DIR = "inbox"
+OUTPUT_FILE = "output.log"
+LOG_FILE = "log.jsonl"
+
+ID_LENGTH = 12
+_ID_PREFIX = re.compile(rf"^[0-9a-f]{{1,{ID_LENGTH}}}$")
+
+
+class ConversationError(Exception):
+    """Something about a conversation that a user must be told, in one line."""
+
+
+class NotFound(ConversationError):
+    pass
+
+
+class CorruptFile(ConversationError):
+    pass
+
+
+def agent_home() -> Path:
+    """Where all user state lives: `$AGENT_HOME`, else `$XDG_STATE_HOME/agent`, else ~/.local/state/agent."""
+    if home := os.environ.get("AGENT_HOME"):
+        return Path(home).expanduser().absolute()
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home).expanduser().absolute() / "agent"
+
+
+def conversations_root(home: Path | None = None) -> Path:
+    return (home or agent_home()) / "conversations"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------- ids
+
+
+def new_id() -> str:
+    return secrets.token_hex(ID_LENGTH // 2)
+
+
+def resolve(id_or_prefix: str, home: Path | None = None) -> Path:
+    """The directory of the one conversation whose id starts with `id_or_prefix`.
+
+    Only lower-case hex is accepted, so a name can never point outside the home.
+    """
+    if not _ID_PREFIX.match(id_or_prefix):
+        raise NotFound(f"not a conversation id: {id_or_prefix!r} (ids are hex, like 3f9a1c2b7d40)")
+    root = conversations_root(home)
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(id_or_prefix) and len(n) == ID_LENGTH]
+    except FileNotFoundError:
+        names = []
+    if not names:
+        raise NotFound(f"no conversation matches {id_or_prefix!r}")
+    if len(names) > 1:
+        shown = ", ".join(sorted(names)[:5])
+        raise NotFound(f"{id_or_prefix!r} is ambiguous: it matches {len(names)} conversations ({shown})")
+    return root / names[0]
+
+
+def list_dirs(home: Path | None = None) -> list[Path]:
+    root = conversations_root(home)
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    return [root / n for n in sorted(names) if len(n) == ID_LENGTH and _ID_PREFIX.match(n)]
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class Runtime:
+    """The process currently (or last) running the conversation."""
+
+    pid: int | None = None
+    create_time: float | None = None  # psutil's create time: with the pid, the process's identity
+    marker: str | None = None  # AGENT_RUN_MARKER in the child's environment
+    supervisor_pid: int | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    exit_code: int | None = None
+    stop: dict[str, Any] | None = None  # how the last run was stopped from outside, if it was
+
+
+@dataclass
+class Metrics:
+    iterations: int = 0
+    model_calls: int = 0
+    tool_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    accumulated_cost: float | None = None  # USD; None means unknown, never 0
+
+
+@dataclass
+class State:
+    id: str
+    status: Status = Status.IDLE
+    status_reason: str | None = None
+    model: str = ""
+    base_url: str | None = None
+    workspace: str = ""
+    max_iterations: int = 50
+    created_at: str = ""
+    updated_at: str = ""
+    final_answer: str | None = None
+    pause_requested: bool = False
+    inbox_cursor: str = ""  # name of the last inbox file taken into the history
+    metrics: Metrics = field(default_factory=Metrics)
+    runtime: Runtime = field(default_factory=Runtime)
+    events_seq: int = 0  # seq of the last event folded into this state
+    events_size: int = 0  # byte offset in events.jsonl just after that event
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = dataclasses.asdict(self)
+        doc["status"] = self.status.value
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> State:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in doc.items() if k in known}
+        values["status"] = Status(values.get("status", "idle"))
+        values["metrics"] = _build(Metrics, values.get("metrics") or {})
+        values["runtime"] = _build(Runtime, values.get("runtime") or {})
+        return cls(**values)
+
+
+def _build(kind: type, doc: dict[str, Any]) -> Any:
+    known = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in doc.items() if k in known})
+
+
+def apply_event(state: State, event: dict[str, Any]) -> None:
+    """Fold one event into the state. The only place that derives state from history."""
+    kind = event["type"]
+    state.events_seq = event["seq"]
+    state.updated_at = event["ts"]
+    if kind == "created":
+        state.model = event["model"]
+        state.base_url = event.get("base_url")
+        state.workspace = event["workspace"]
+        state.max_iterations = event["max_iterations"]
+        state.created_at = event["ts"]
+    elif kind == "status":
+        state.status = Status(event["to"])
+        state.status_reason = event.get("reason")
+        state.pause_requested = False
+        if event["to"] == Status.FINISHED.value:
+            state.final_answer = event.get("answer")
+        if event["to"] == Status.RUNNING.value:
+            state.final_answer = None
+    elif kind == "started":
+        state.runtime = Runtime(
+            pid=event["pid"],
+            create_time=event["create_time"],
+            marker=event.get("marker"),
+            supervisor_pid=event.get("supervisor_pid"),
+            started_at=event["ts"],
+        )
+    elif kind == "exited":
+        state.runtime.ended_at = event["ts"]
+        state.runtime.exit_code = event.get("exit_code")
+    elif kind == "stopped":
+        state.runtime.stop = {k: v for k, v in event.items() if k not in ("seq", "ts", "type")}
+    elif kind == "pause_requested":
+        state.pause_requested = True
+    elif kind == "user_message":
+        if inbox_id := event.get("inbox_id"):
+            state.inbox_cursor = max(state.inbox_cursor, inbox_id)
+    elif kind == "model_message":
+        state.metrics.model_calls += 1
+        if not event.get("partial"):
+            state.metrics.iterations += 1
+        usage = event.get("usage") or {}
+        state.metrics.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        state.metrics.completion_tokens += int(usage.get("completion_tokens") or 0)
+        if (cost := event.get("cost")) is not None:
+            state.metrics.accumulated_cost = (state.metrics.accumulated_cost or 0.0) + cost
+    elif kind == "tool_result":
+        state.metrics.tool_calls += 1
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a reader sees the old or the new file, whole."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _read_checkpoint(conv_dir: Path) -> State:
+    path = conv_dir / STATE_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CorruptFile(f"{path} is missing") from None
+    try:
+        return State.from_dict(json.loads(raw))
+    except (ValueError, TypeError, KeyError) as e:
+        raise CorruptFile(f"{path} is not a valid state document: {e}") from None
+
+
+@dataclass
+class Tail:
+    """Events found in events.jsonl past the checkpoint, and where the good part ends."""
+
+    events: list[dict[str, Any]]
+    end: int  # byte offset just after the last complete, parseable event
+    torn: bool  # whether bytes after `end` had to be ignored
+
+
+def _read_tail(events_path: Path, offset: int) -> Tail:
+    try:
+        with open(events_path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return Tail([], offset, False)
+    events: list[dict[str, Any]] = []
+    end = offset
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            return Tail(events, end, True)
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            return Tail(events, end, True)
+        end += len(line)
+    return Tail(events, end, False)
+
+
+def load_state(conv_dir: Path) -> State:
+    """The conversation's current state: the checkpoint plus any events written after it."""
+    state = _read_checkpoint(conv_dir)
+    for event in _read_tail(conv_dir / EVENTS_FILE, state.events_size).events:
+        apply_event(state, event)
+    return state
+
+
+def read_events(conv_dir: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Complete events from byte `offset` on, and the offset to continue from."""
+    tail = _read_tail(conv_dir / EVENTS_FILE, offset)
+    return tail.events, tail.end
+
+
+# --------------------------------------------------------------------------- writing
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block is done, so no write is torn by them.
+
+    Only the main thread receives Python signal handlers, so elsewhere this does nothing.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class Transaction:
+    """Exclusive write access to one conversation, obtained from `transaction()`."""
+
+    def __init__(self, conv_dir: Path) -> None:
+        self.dir = conv_dir
+        self.state = _read_checkpoint(conv_dir)
+        tail = _read_tail(conv_dir / EVENTS_FILE, self.state.events_size)
+        for event in tail.events:
+            apply_event(self.state, event)
+        if tail.torn:
+            # A writer died mid-line; nobody acknowledged those bytes, so they go.
+            os.truncate(conv_dir / EVENTS_FILE, tail.end)
+        self.state.events_size = tail.end
+        self._dirty = bool(tail.events) or tail.torn
+
+    def record(self, kind: str, **data: Any) -> dict[str, Any]:
+        """Append one event to the history (durably) and fold it into the state."""
+        event = {"seq": self.state.events_seq + 1, "ts": now_iso(), "type": kind, **data}
+        line = (json.dumps(event, ensure_ascii=False, default=str) + "\n").encode()
+        fd = os.open(self.dir / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        apply_event(self.state, event)
+        self.state.events_size += len(line)
+        self._dirty = True
+        return event
+
+    def set_status(self, target: Status, reason: str | None = None, **data: Any) -> dict[str, Any]:
+        """Move to `target` if the life cycle allows it; raises `IllegalTransition` if not."""
+        current = self.state.status
+        check_transition(current, target)
+        return self.record("status", **{"from": current.value, "to": target.value, "reason": reason, **data})
+
+    def save(self) -> None:
+        write_atomic(self.dir / STATE_FILE, json.dumps(self.state.to_dict(), indent=2).encode())
+        self._dirty = False
+
+
+@contextlib.contextmanager
+def transaction(conv_dir: Path) -> Iterator[Transaction]:
+    """Lock the conversation, yield a `Transaction`, and save the state at the end.
+
+    SIGINT and SIGTERM wait until the block is over, so a run that is interrupted
+    never leaves an event without its checkpoint or a half-written file.
+    """
+    if not conv_dir.is_dir():
+        raise NotFound(f"conversation {conv_dir.name} no longer exists")
+    with signals_deferred():
+        fd = os.open(conv_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            txn = Transaction(conv_dir)
+            yield txn
+            if txn._dirty:
+                txn.save()
+        finally:
+            os.close(fd)
+
+
+def create(
+    *,
+    model: str,
+    workspace: str,
+    base_url: str | None,
+    max_iterations: int,
+    home: Path | None = None,
+) -> Path:
+    """Make a new, idle conversation and return its directory."""
+    root = conversations_root(home)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for _ in range(100):
+        conv_id = new_id()
+        conv_dir = root / conv_id
+        try:
+            conv_dir.mkdir(mode=0o700)
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 48 random bits colliding 100 times
+        raise ConversationError("could not allocate a conversation id")
+    (conv_dir / INBOX_DIR).mkdir(mode=0o700)
+    old_umask = os.umask(0o077)
+    try:
+        write_atomic(conv_dir / STATE_FILE, json.dumps(State(id=conv_id).to_dict()).encode())
+        with transaction(conv_dir) as txn:
+            txn.record(
+                "created", model=model, workspace=workspace, base_url=base_url, max_iterations=max_iterations
+            )
+    finally:
+        os.umask(old_umask)
+    return conv_dir
+
+
+# --------------------------------------------------------------------------- inbox
+
+
+def post_message(conv_dir: Path, content: str) -> str:
+    """Give a user message to the conversation: into the history if no run is taking
+    messages now, else into the inbox for the running child to take before its next
+    model call. Returns "history" or "inbox".
+    """
+    with transaction(conv_dir) as txn:
+        if txn.state.status is not Status.RUNNING:
+            txn.record("user_message", content=content, source="send")
+            return "history"
+        name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}"
+        write_atomic(conv_dir / INBOX_DIR / f"{name}.json", json.dumps({"content": content}).encode())
+        return "inbox"
+
+
+def take_inbox(txn: Transaction) -> list[dict[str, Any]]:
+    """Move inbox messages into the history, in the order they were sent.
+
+    Called under the lock. A file already taken (the cursor is past it) is a leftover
+    of a kill between recording and unlinking, and is only removed.
+    """
+    inbox = txn.dir / INBOX_DIR
+    try:
+        files = sorted(p for p in inbox.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
+    except FileNotFoundError:
+        return []
+    taken = []
+    for path in files:
+        inbox_id = path.stem
+        if inbox_id > txn.state.inbox_cursor:
+            try:
+                content = json.loads(path.read_bytes())["content"]
+            except (ValueError, KeyError, TypeError):
+                content = None
+            if isinstance(content, str):
+                taken.append(txn.record("user_message", content=content, source="send", inbox_id=inbox_id))
+        path.unlink()
+    return taken
+
+
+def pending_messages(conv_dir: Path) -> list[str]:
+    """Messages waiting in the inbox (for display)."""
+    out = []
+    for path in sorted((conv_dir / INBOX_DIR).glob("[0-9]*.json")):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            out.append(json.loads(path.read_bytes())["content"])
+    return out

@@ -1,0 +1,219 @@
+"""Calling a model over HTTP with `requests`: one call, streamed, retried when it is safe.
+
+The wire format of each API lives in its own module (`wire_openai`); this one holds
+what they share: the result types, the SSE reader, error mapping and the retry loop.
+
+A call in progress fills a `Partial` as bytes arrive. If SIGINT lands mid-call, the
+`KeyboardInterrupt` unwinds through `requests`, the `with` blocks close the response
+and its socket, and the caller still holds the `Partial` with everything received.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from agent_proc import wire_openai
+from agent_proc.providers import ModelRef
+
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 300.0  # no byte for this long ends the call
+MAX_ATTEMPTS = 5
+MAX_BACKOFF = 30.0
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text as the model wrote it; may be invalid
+
+
+@dataclass
+class Partial:
+    """Everything a call has produced so far; whole once the call returns."""
+
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    first_byte_ms: float | None = None
+
+    def elapsed_ms(self) -> float:
+        return round((time.monotonic() - self.started) * 1000, 1)
+
+    def tool_call(self, index: int) -> ToolCall:
+        while len(self.tool_calls) <= index:
+            self.tool_calls.append(ToolCall(id="", name="", arguments=""))
+        return self.tool_calls[index]
+
+
+class LLMError(Exception):
+    """A model call that failed; `retryable` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass
+class CallConfig:
+    ref: ModelRef
+    base_url: str
+    api_key: str | None
+    stream: bool = True
+
+
+# Called with ("text" | "reasoning", fragment) as a stream delivers it.
+OnDelta = Callable[[str, str], None]
+# Called before a retry with (attempt that failed, error, seconds to wait).
+OnRetry = Callable[[int, LLMError, float], None]
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare from these APIs; fall back to backoff
+
+
+def _error_from_response(response: requests.Response) -> LLMError:
+    status = response.status_code
+    try:
+        body = response.json()
+        detail = body.get("error", {}).get("message") if isinstance(body.get("error"), dict) else body.get("error")
+    except ValueError:
+        detail = None
+    detail = detail or (response.text[:200].strip() if response.text else response.reason)
+    retryable = status in (408, 409, 429) or status >= 500
+    return LLMError(
+        f"HTTP {status} from {response.url}: {detail}", retryable=retryable, status=status,
+        retry_after=_retry_after(response),
+    )
+
+
+def _arrivals(response: requests.Response) -> Iterator[bytes]:
+    """Bytes of a streamed body as soon as they arrive.
+
+    `iter_lines` would wait to fill a buffer on bodies that are not chunked, which
+    turns a slow stream into silence; read what the socket has instead.
+    """
+    raw = response.raw
+    if raw.chunked and raw.supports_chunked_reads():
+        yield from raw.read_chunked(None, decode_content=True)
+        return
+    read1 = getattr(raw, "read1", None)
+    while chunk := (read1(65536) if read1 else raw.read(1)):
+        yield chunk
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.rstrip(b"\r")
+    if pending:
+        yield pending
+
+
+def sse_data(lines: Iterator[bytes]) -> Iterator[str]:
+    """The `data:` payloads of a server-sent-event stream, one per event."""
+    buffer: list[str] = []
+    for raw in lines:
+        line = raw.decode("utf-8", errors="replace")
+        if line == "":
+            if buffer:
+                yield "\n".join(buffer)
+                buffer = []
+        elif line.startswith("data:"):
+            buffer.append(line[5:].lstrip(" "))
+    if buffer:
+        yield "\n".join(buffer)
+
+
+def call_once(
+    session: requests.Session, config: CallConfig, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+    partial: Partial, on_delta: OnDelta,
+) -> Partial:
+    """One HTTP request to the model. Fills and returns `partial`; raises `LLMError`."""
+    url, headers, body = wire_openai.build_request(config.ref.model, config.base_url, config.api_key,
+                                                   messages, tools, config.stream)
+    try:
+        with session.post(url, headers=headers, json=body, stream=config.stream,
+                          timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as response:
+            if response.status_code >= 400:
+                raise _error_from_response(response)
+            if not config.stream:
+                partial.first_byte_ms = partial.elapsed_ms()
+                try:
+                    doc = response.json()
+                except ValueError:
+                    raise LLMError("the model API answered with invalid JSON", retryable=False) from None
+                wire_openai.read_response(doc, partial)
+                return partial
+            done = False
+            for data in sse_data(_lines(_arrivals(response))):
+                if partial.first_byte_ms is None:
+                    partial.first_byte_ms = partial.elapsed_ms()
+                if data.strip() == "[DONE]":
+                    done = True
+                    break
+                try:
+                    event = json.loads(data)
+                except ValueError:
+                    raise LLMError(f"malformed event in the model's stream: {data[:120]!r}", retryable=False) from None
+                wire_openai.read_stream_event(event, partial, on_delta)
+            if not done and partial.finish_reason is None:
+                raise LLMError("the model's stream ended before it was complete", retryable=True)
+            return partial
+    except requests.Timeout as e:
+        raise LLMError(f"the model API did not answer in time: {e}", retryable=True) from None
+    except requests.ConnectionError as e:
+        raise LLMError(f"connection to the model API failed: {e}", retryable=True) from None
+    except requests.RequestException as e:
+        raise LLMError(f"request to the model API failed: {e}", retryable=False) from None
+
+
+def backoff_seconds(attempt: int, error: LLMError) -> float:
+    """How long to wait before attempt `attempt + 1`: the server's Retry-After, else
+    exponential backoff with jitter."""
+    if error.retry_after is not None:
+        return min(error.retry_after, 120.0)
+    return min(MAX_BACKOFF, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+
+
+def complete(
+    session: requests.Session, config: CallConfig, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+    *, on_delta: OnDelta, on_retry: OnRetry, new_partial: Callable[[], Partial],
+) -> Partial:
+    """Call the model, retrying rate limits, server errors and dropped connections.
+
+    `new_partial` is asked for a fresh `Partial` before each attempt, so the caller
+    always knows which one is in flight.
+    """
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        partial = new_partial()
+        try:
+            return call_once(session, config, messages, tools, partial, on_delta)
+        except LLMError as error:
+            if not error.retryable or attempt == MAX_ATTEMPTS:
+                raise
+            wait = backoff_seconds(attempt, error)
+            on_retry(attempt, error, wait)
+            time.sleep(wait)  # SIGINT ends this sleep at once with KeyboardInterrupt
+    raise AssertionError("unreachable")

@@ -1,0 +1,81 @@
+"""Model names in the LiteLLM style (`provider/model`) and what each provider needs.
+
+Import-light on purpose: the parent validates a model name with this module before it
+starts any child, and must not pay for `requests` to do so.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    default_base_url: str
+    key_env: tuple[str, ...]  # where to look for a key after LLM_API_KEY, in order
+    wire: str = "openai"  # the request/response format it speaks
+
+
+PROVIDERS: dict[str, Provider] = {
+    p.name: p
+    for p in (
+        Provider("openai", "https://api.openai.com/v1", ("OPENAI_API_KEY",)),
+    )
+}
+
+
+class ModelNameError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    provider: Provider
+    model: str  # the name the provider's API expects, without the prefix
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.provider.name}/{self.model}"
+
+
+def parse_model(name: str) -> ModelRef:
+    """Split `provider/model` and look the provider up; a clear error if either is wrong."""
+    if not name or not name.strip():
+        raise ModelNameError("no model given: pass -m provider/model or set LLM_MODEL (e.g. openai/gpt-4o)")
+    prefix, sep, model = name.strip().partition("/")
+    if not sep or not prefix or not model:
+        raise ModelNameError(f"model {name!r} must be written provider/model, e.g. openai/{name.strip() or 'gpt-4o'}")
+    provider = PROVIDERS.get(prefix)
+    if provider is None:
+        known = ", ".join(sorted(PROVIDERS))
+        raise ModelNameError(f"unknown provider {prefix!r} in model {name!r} (known: {known})")
+    return ModelRef(provider, model)
+
+
+def is_local(base_url: str) -> bool:
+    """Whether a base URL points at this machine (a local server needs no key)."""
+    host = urlparse(base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def find_api_key(provider: Provider, environ: dict[str, str] | None = None) -> str | None:
+    """`LLM_API_KEY`, else the provider's usual variable, else None."""
+    env = os.environ if environ is None else environ
+    for var in ("LLM_API_KEY", *provider.key_env):
+        if value := env.get(var):
+            return value
+    return None
+
+
+def key_required(provider: Provider, base_url: str) -> bool:
+    """A hosted endpoint needs a key; a server on this machine does not."""
+    return not is_local(base_url)

@@ -1,0 +1,421 @@
+"""One agent run: the loop between the model and the tools, in the child process.
+
+The loop sends the history to the model, runs the tools it asks for, records every
+step in the conversation, and stops when the model calls `finish` (or answers with
+no tool call), when a pause is requested, or when it is interrupted.
+
+Stopping from outside is by signal. SIGINT raises `KeyboardInterrupt` in the main
+thread wherever it is (usually blocked in a socket read inside `requests`), which
+abandons the HTTP call and closes its connection; SIGTERM raises `Terminated` the
+same way. Either one lands in `Run.stop_interrupted`, which records what was in
+flight, ends the tool's processes and leaves the conversation `paused`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+import structlog
+
+from agent_proc import conversation, llm, logs
+from agent_proc.conversation import Transaction, transaction
+from agent_proc.providers import find_api_key, parse_model
+from agent_proc.status import STARTABLE, Status
+from agent_proc.tools import TERMINAL_TIMEOUT, TOOL_SPECS, RunningCommand, describe_result
+
+EXIT_FINISHED = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PAUSED = 130
+
+MARKER_ENV = "AGENT_RUN_MARKER"
+SUPERVISOR_ENV = "AGENT_SUPERVISOR_PID"
+
+SYSTEM_PROMPT = """You are an autonomous agent working in the directory {workspace}.
+Use the `terminal` tool to run shell commands there. Work step by step.
+When the task is done, call `finish` with your final answer for the user."""
+
+INTERRUPTED_RESULT = "[interrupted: this tool call did not complete because the run was stopped]"
+SKIPPED_RESULT = "[not run: the run was paused or finished before this tool call]"
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, like KeyboardInterrupt is by SIGINT."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def say(text: str) -> None:
+    """Progress for people: the child's stderr is the conversation's output.log."""
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants (a double-forked daemon, a `cmd &` whose shell
+    exited), so they stay in our process tree and are ended with the run."""
+    if sys.platform.startswith("linux"):
+        PR_SET_CHILD_SUBREAPER = 36
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def reap_orphans() -> None:
+    """Collect exit statuses of adopted orphans, so none stays a zombie."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def end_descendants() -> None:
+    """Kill every process the run started that is still alive."""
+    me = psutil.Process()
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(me.children(recursive=True), timeout=2)
+    reap_orphans()
+
+
+def build_messages(events: list[dict[str, Any]], workspace: str) -> list[dict[str, Any]]:
+    """The chat messages the model is sent, from the history.
+
+    Valid whatever order the events came in: each assistant message is followed by
+    one result per tool call it made, taken from the history or, for a call that was
+    cut off, a result saying it was interrupted. Partial (interrupted) model output
+    is not sent back as if the model had said it.
+    """
+    results = {e["call_id"]: e for e in events if e["type"] == "tool_result"}
+    messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT.format(workspace=workspace)}]
+    for event in events:
+        if event["type"] == "user_message":
+            messages.append({"role": "user", "content": event["content"]})
+        elif event["type"] == "model_message" and not event.get("partial"):
+            message: dict[str, Any] = {"role": "assistant", "content": event.get("content") or None}
+            calls = event.get("tool_calls") or []
+            if calls:
+                message["tool_calls"] = [
+                    {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                    for c in calls
+                ]
+            messages.append(message)
+            for call in calls:
+                result = results.get(call["id"])
+                content = result["content"] if result else INTERRUPTED_RESULT
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
+    return messages
+
+
+def dangling_calls(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tool calls of complete model messages that have no result in the history."""
+    answered = {e["call_id"] for e in events if e["type"] == "tool_result"}
+    return [
+        call
+        for e in events
+        if e["type"] == "model_message" and not e.get("partial")
+        for call in e.get("tool_calls") or []
+        if call["id"] not in answered
+    ]
+
+
+@dataclass
+class Activity:
+    """What the run is doing right now, so an interrupt knows what to record."""
+
+    kind: str = "idle"  # "model_call", "tool" or "idle"
+    partial: llm.Partial | None = None
+    call: dict[str, Any] | None = None
+    command: RunningCommand | None = None
+
+
+@dataclass
+class Run:
+    conv_dir: Path
+    config: llm.CallConfig
+    workspace: str
+    max_iterations: int
+    messages: list[dict[str, Any]]
+    session: requests.Session = field(default_factory=requests.Session)
+    activity: Activity = field(default_factory=Activity)
+    model_calls: int = 0
+    log: Any = None
+
+    # ------------------------------------------------------------------ the loop
+
+    def loop(self) -> int:
+        while True:
+            if (code := self.take_messages_or_pause()) is not None:
+                return code
+            if self.model_calls >= self.max_iterations:
+                message = f"reached --max-iterations ({self.max_iterations}) without finishing"
+                return self.fail(message, "max_iterations")
+            message = self.call_model()
+            calls = message["tool_calls"]
+            if not calls:
+                return self.finish(message["content"] or "")
+            for index, call in enumerate(calls):
+                if index > 0 and (code := self.pause_if_requested(skip=calls[index:])) is not None:
+                    return code
+                if call["name"] == "finish":
+                    answer = self.finish_call(call)
+                    self.skip_calls(calls[index + 1:])
+                    return self.finish(answer)
+                self.run_tool(call)
+
+    def take_messages_or_pause(self) -> int | None:
+        with transaction(self.conv_dir) as txn:
+            if txn.state.pause_requested:
+                return self._pause(txn)
+            for event in conversation.take_inbox(txn):
+                say(f"\n[message] {event['content']}\n")
+                self.messages.append({"role": "user", "content": event["content"]})
+        return None
+
+    def pause_if_requested(self, skip: list[dict[str, Any]]) -> int | None:
+        with transaction(self.conv_dir) as txn:
+            if not txn.state.pause_requested:
+                return None
+            self._skip(txn, skip)
+            return self._pause(txn)
+
+    def _pause(self, txn: Transaction) -> int:
+        conversation.take_inbox(txn)
+        txn.set_status(Status.PAUSED, "pause requested")
+        _ignore_stop_signals()  # the outcome is written; a late signal must not undo it
+        say("\n[paused] as requested\n")
+        self.log.info("paused", reason="pause requested")
+        return EXIT_PAUSED
+
+    # ------------------------------------------------------------------ steps
+
+    def call_model(self) -> dict[str, Any]:
+        self.model_calls += 1
+        say(f"\n[model] call {self.model_calls} ({self.config.ref.full_name})\n")
+        self.log.info("model_call", n=self.model_calls, messages=len(self.messages))
+
+        def new_partial() -> llm.Partial:
+            self.activity = Activity("model_call", partial=llm.Partial())
+            return self.activity.partial  # type: ignore[return-value]
+
+        def on_delta(kind: str, text: str) -> None:
+            say(text)
+
+        def on_retry(attempt: int, error: llm.LLMError, wait: float) -> None:
+            say(f"\n[retry] attempt {attempt} failed ({error}); trying again in {wait:.1f} s\n")
+            self.log.warning("model_call_retry", attempt=attempt, error=str(error), wait_s=wait)
+            with transaction(self.conv_dir) as txn:
+                txn.record("model_attempt_failed", attempt=attempt, error=str(error), status=error.status,
+                           retry_in_s=round(wait, 2))
+
+        partial = llm.complete(self.session, self.config, self.messages, TOOL_SPECS,
+                               on_delta=on_delta, on_retry=on_retry, new_partial=new_partial)
+        self.activity = Activity()
+        message = self._model_event(partial, outcome="complete")
+        with transaction(self.conv_dir) as txn:
+            txn.record("model_message", **message)
+        self.messages.append(build_messages([{"type": "model_message", **message}], "")[1])
+        if partial.content and not partial.content.endswith("\n"):
+            say("\n")
+        return message
+
+    def _model_event(self, partial: llm.Partial, outcome: str) -> dict[str, Any]:
+        return {
+            "content": partial.content,
+            "reasoning": partial.reasoning or None,
+            "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in partial.tool_calls],
+            "finish_reason": partial.finish_reason,
+            "usage": partial.usage,
+            "latency_ms": partial.elapsed_ms(),
+            "first_byte_ms": partial.first_byte_ms,
+            "model": self.config.ref.full_name,
+            "outcome": outcome,
+            "partial": outcome != "complete",
+        }
+
+    def run_tool(self, call: dict[str, Any]) -> None:
+        args, problem = _parse_arguments(call)
+        if call["name"] != "terminal":
+            problem = f"unknown tool {call['name']!r}; the tools are terminal and finish"
+        elif not problem and not isinstance(args.get("command"), str):
+            problem = "terminal needs a string argument 'command'"
+        if problem:
+            say(f"[tool error] {problem}\n")
+            self._record_result(call, content=f"[error] {problem}", outcome="invalid")
+            return
+        command = args["command"]
+        say(f"[terminal] $ {command}\n")
+        self.log.info("tool_start", tool="terminal", call_id=call["id"])
+        running = RunningCommand(command, self.workspace)
+        self.activity = Activity("tool", call=call, command=running)
+        result = running.wait(TERMINAL_TIMEOUT)
+        self.activity = Activity()
+        reap_orphans()
+        shown = result.output if len(result.output) <= 2000 else result.output[:2000] + "\n[... more ...]"
+        if shown and not shown.endswith("\n"):
+            shown += "\n"
+        say(f"{shown}[terminal] {describe_result(result).splitlines()[0]}\n")
+        self._record_result(
+            call, content=describe_result(result), outcome="timeout" if result.timed_out else "complete",
+            exit_code=result.exit_code, truncated=result.truncated, duration_ms=result.duration_ms,
+        )
+
+    def finish_call(self, call: dict[str, Any]) -> str:
+        args, problem = _parse_arguments(call)
+        answer = args.get("message") if not problem else None
+        if not isinstance(answer, str):
+            answer = call["arguments"]
+        self._record_result(call, content="[finished]", outcome="complete")
+        return answer
+
+    def skip_calls(self, calls: list[dict[str, Any]]) -> None:
+        if calls:
+            with transaction(self.conv_dir) as txn:
+                self._skip(txn, calls)
+
+    def _skip(self, txn: Transaction, calls: list[dict[str, Any]]) -> None:
+        for call in calls:
+            txn.record("tool_result", call_id=call["id"], name=call["name"], content=SKIPPED_RESULT, outcome="skipped")
+
+    def _record_result(self, call: dict[str, Any], *, content: str, outcome: str, **extra: Any) -> None:
+        with transaction(self.conv_dir) as txn:
+            txn.record("tool_result", call_id=call["id"], name=call["name"], content=content, outcome=outcome, **extra)
+        self.messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
+
+    # ------------------------------------------------------------------ endings
+
+    def finish(self, answer: str) -> int:
+        with transaction(self.conv_dir) as txn:
+            conversation.take_inbox(txn)
+            txn.set_status(Status.FINISHED, "finished", answer=answer)
+            _ignore_stop_signals()
+        say(f"\n[finished] {answer}\n")
+        self.log.info("finished")
+        return EXIT_FINISHED
+
+    def fail(self, message: str, kind: str) -> int:
+        with transaction(self.conv_dir) as txn:
+            txn.record("error", kind=kind, message=message)
+            conversation.take_inbox(txn)
+            if txn.state.status is Status.RUNNING:
+                txn.set_status(Status.ERROR, message)
+            _ignore_stop_signals()
+        say(f"\n[error] {message}\n")
+        self.log.error("run_failed", kind=kind, message=message)
+        return EXIT_ERROR
+
+    def stop_interrupted(self, signal_name: str) -> int:
+        """Record what was in flight when the signal came, and pause the conversation."""
+        activity, self.activity = self.activity, Activity()
+        if activity.command is not None:
+            activity.command.kill()
+        self.session.close()
+        with transaction(self.conv_dir) as txn:
+            detail: dict[str, Any] = {"during": activity.kind, "signal": signal_name}
+            if activity.partial is not None:
+                txn.record("model_message", **self._model_event(activity.partial, outcome="interrupted"))
+                detail["partial_chars"] = len(activity.partial.content)
+            if activity.call is not None and activity.command is not None:
+                output = activity.command.capture.text()
+                txn.record("tool_result", call_id=activity.call["id"], name=activity.call["name"],
+                           content=f"{INTERRUPTED_RESULT}\n{output}", outcome="interrupted",
+                           truncated=activity.command.capture.truncated)
+                detail["tool_call_id"] = activity.call["id"]
+            txn.record("interrupted", **detail)
+            conversation.take_inbox(txn)
+            if txn.state.status is Status.RUNNING:
+                txn.set_status(Status.PAUSED, f"interrupted by {signal_name}")
+        say(f"\n[interrupted] by {signal_name} during {activity.kind}; conversation paused\n")
+        self.log.info("interrupted", signal=signal_name, during=activity.kind)
+        return EXIT_PAUSED
+
+
+def _parse_arguments(call: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    try:
+        args = json.loads(call["arguments"] or "{}")
+    except ValueError as e:
+        return {}, f"arguments of {call['name']} are not valid JSON ({e})"
+    if not isinstance(args, dict):
+        return {}, f"arguments of {call['name']} must be a JSON object"
+    return args, None
+
+
+def _ignore_stop_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def main(conv_id: str) -> int:
+    """Run the conversation `conv_id` until it finishes, fails, pauses or is interrupted."""
+    # SIGINT may be ignored on entry (nohup, cron, `&` in a script); we always honour it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    become_subreaper()
+
+    conv_dir = conversation.resolve(conv_id)
+    state = conversation.load_state(conv_dir)
+    ref = parse_model(state.model)
+    api_key = find_api_key(ref.provider)
+    logs.configure(conv_dir / conversation.LOG_FILE, [api_key])
+    log = structlog.get_logger().bind(conversation=state.id)
+
+    with transaction(conv_dir) as txn:
+        if txn.state.status not in STARTABLE:
+            say(f"[error] conversation {state.id} is {txn.state.status.value}; it cannot be started\n")
+            return EXIT_USAGE
+        resumed = txn.state.status is not Status.IDLE
+        txn.set_status(Status.RUNNING, "resumed" if resumed else "started")
+        me = psutil.Process()
+        txn.record("started", pid=me.pid, create_time=me.create_time(), marker=os.environ.get(MARKER_ENV),
+                   supervisor_pid=int(os.environ.get(SUPERVISOR_ENV) or 0) or None)
+        conversation.take_inbox(txn)
+        events, _ = conversation.read_events(conv_dir)
+        for call in dangling_calls(events):
+            txn.record("tool_result", call_id=call["id"], name=call["name"], content=INTERRUPTED_RESULT,
+                       outcome="interrupted")
+        events, _ = conversation.read_events(conv_dir)
+        state = txn.state
+
+    log.info("run_started", pid=os.getpid(), resumed=resumed, model=state.model)
+    run = Run(
+        conv_dir=conv_dir,
+        config=llm.CallConfig(ref=ref, base_url=state.base_url or ref.provider.default_base_url, api_key=api_key),
+        workspace=state.workspace,
+        max_iterations=state.max_iterations,
+        messages=build_messages(events, state.workspace),
+        log=log,
+    )
+    try:
+        code = run.loop()
+    except KeyboardInterrupt:
+        _ignore_stop_signals()
+        code = run.stop_interrupted("SIGINT")
+    except Terminated:
+        _ignore_stop_signals()
+        code = run.stop_interrupted("SIGTERM")
+    except llm.LLMError as error:
+        _ignore_stop_signals()
+        code = run.fail(str(error), "llm")
+    except Exception as error:  # a bug must still leave the conversation consistent
+        _ignore_stop_signals()
+        log.exception("crashed")
+        code = run.fail(f"internal error: {type(error).__name__}: {error}", "crash")
+    _ignore_stop_signals()
+    end_descendants()
+    with transaction(conv_dir) as txn:
+        txn.record("exited", exit_code=code)
+    return code

@@ -1,0 +1,53 @@
+"""The life cycle of a conversation: its statuses and the legal moves between them.
+
+Every status change anywhere in the project goes through `check_transition`, so the
+rules below are the only place that says what may happen to a run.
+
+    idle ──start──▶ running ──▶ finished
+                      │  ▲  ╲
+              pause / │  │   ╲──▶ error
+            interrupt ▼  │ resume
+                    paused
+
+`finished` and `error` can be resumed too: a user may `send` a follow-up to a finished
+conversation, or retry one that failed.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Status(str, Enum):
+    IDLE = "idle"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    ERROR = "error"
+
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.IDLE: frozenset({Status.RUNNING, Status.ERROR}),
+    Status.RUNNING: frozenset({Status.PAUSED, Status.FINISHED, Status.ERROR}),
+    Status.PAUSED: frozenset({Status.RUNNING, Status.ERROR}),
+    Status.FINISHED: frozenset({Status.RUNNING}),
+    Status.ERROR: frozenset({Status.RUNNING}),
+}
+
+# Statuses from which a new child process may be started for the conversation.
+STARTABLE: frozenset[Status] = frozenset(s for s, targets in TRANSITIONS.items() if Status.RUNNING in targets)
+
+
+class IllegalTransition(Exception):
+    """A status change that the life cycle does not allow."""
+
+    def __init__(self, current: Status, target: Status) -> None:
+        super().__init__(f"cannot go from {current.value} to {target.value}")
+        self.current = current
+        self.target = target
+
+
+def check_transition(current: Status, target: Status) -> None:
+    """Raise `IllegalTransition` unless `current -> target` is a legal move."""
+    if target not in TRANSITIONS[current]:
+        raise IllegalTransition(current, target)

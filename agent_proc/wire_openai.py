@@ -1,0 +1,91 @@
+"""The OpenAI chat-completions wire format: requests out, responses and stream events in.
+
+Pure functions over plain dicts; `llm` does the HTTP. Messages inside the project are
+already in this format, so building a request is mostly packing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent_proc.llm import OnDelta, Partial
+
+
+def build_request(
+    model: str, base_url: str, api_key: str | None, messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]], stream: bool,
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """URL, headers and JSON body of one chat-completions call."""
+    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    if tools:
+        body["tools"] = tools
+        body["tool_choice"] = "auto"
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return base_url.rstrip("/") + "/chat/completions", headers, body
+
+
+def read_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
+    """The token counts we keep, from an OpenAI `usage` object."""
+    if not usage:
+        return {}
+    out = {
+        "prompt_tokens": usage.get("prompt_tokens") or 0,
+        "completion_tokens": usage.get("completion_tokens") or 0,
+    }
+    if cached := (usage.get("prompt_tokens_details") or {}).get("cached_tokens"):
+        out["cached_tokens"] = cached
+    if reasoning := (usage.get("completion_tokens_details") or {}).get("reasoning_tokens"):
+        out["reasoning_tokens"] = reasoning
+    return out
+
+
+def read_response(doc: dict[str, Any], partial: Partial) -> None:
+    """Fill `partial` from a whole (non-streamed) response."""
+    from agent_proc.llm import LLMError
+
+    try:
+        choice = doc["choices"][0]
+        message = choice["message"]
+    except (KeyError, IndexError, TypeError):
+        raise LLMError(f"the model API answered without a message: {str(doc)[:200]}", retryable=False) from None
+    partial.content = message.get("content") or ""
+    partial.reasoning = message.get("reasoning_content") or ""
+    for index, call in enumerate(message.get("tool_calls") or []):
+        slot = partial.tool_call(index)
+        slot.id = call.get("id") or f"call_{index}"
+        slot.name = (call.get("function") or {}).get("name") or ""
+        slot.arguments = (call.get("function") or {}).get("arguments") or ""
+    partial.finish_reason = choice.get("finish_reason") or "stop"
+    partial.usage = read_usage(doc.get("usage"))
+
+
+def read_stream_event(event: dict[str, Any], partial: Partial, on_delta: OnDelta) -> None:
+    """Fold one `chat.completion.chunk` into `partial`."""
+    if event.get("error"):
+        from agent_proc.llm import LLMError
+
+        raise LLMError(f"the model's stream reported an error: {event['error']}", retryable=False)
+    if event.get("usage"):
+        partial.usage = read_usage(event["usage"])
+    for choice in event.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if text := delta.get("reasoning_content") or delta.get("reasoning"):
+            partial.reasoning += text
+            on_delta("reasoning", text)
+        if text := delta.get("content"):
+            partial.content += text
+            on_delta("text", text)
+        for piece in delta.get("tool_calls") or []:
+            slot = partial.tool_call(piece.get("index", 0))
+            slot.id = piece.get("id") or slot.id
+            function = piece.get("function") or {}
+            slot.name += function.get("name") or ""
+            slot.arguments += function.get("arguments") or ""
+        if choice.get("finish_reason"):
+            partial.finish_reason = choice["finish_reason"]
