@@ -403,9 +403,10 @@ def create(
     workspace: str,
     base_url: str | None,
     max_iterations: int,
+    prompt: str,
     home: Path | None = None,
 ) -> Path:
-    """Make a new, idle conversation and return its directory."""
+    """Make a new, idle conversation whose history starts with `prompt`; return its directory."""
     root = conversations_root(home)
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     for _ in range(100):
@@ -426,6 +427,7 @@ def create(
             txn.record(
                 "created", model=model, workspace=workspace, base_url=base_url, max_iterations=max_iterations
             )
+            txn.record("user_message", content=prompt, source="prompt")
     finally:
         os.umask(old_umask)
     return conv_dir

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import urllib3
 
 from agent_proc import wire_openai
 from agent_proc.providers import ModelRef
@@ -181,10 +182,12 @@ def call_once(
             if not done and partial.finish_reason is None:
                 raise LLMError("the model's stream ended before it was complete", retryable=True)
             return partial
-    except requests.Timeout as e:
+    except (requests.Timeout, urllib3.exceptions.TimeoutError) as e:
         raise LLMError(f"the model API did not answer in time: {e}", retryable=True) from None
-    except requests.ConnectionError as e:
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
         raise LLMError(f"connection to the model API failed: {e}", retryable=True) from None
+    except urllib3.exceptions.HTTPError as e:  # raised from inside the stream, which bypasses requests
+        raise LLMError(f"the model's stream broke off: {e}", retryable=True) from None
     except requests.RequestException as e:
         raise LLMError(f"request to the model API failed: {e}", retryable=False) from None
 

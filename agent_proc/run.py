@@ -29,6 +29,7 @@ import structlog
 
 from agent_proc import conversation, llm, logs
 from agent_proc.conversation import Transaction, transaction
+from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV
 from agent_proc.providers import find_api_key, parse_model
 from agent_proc.status import STARTABLE, Status
 from agent_proc.tools import TERMINAL_TIMEOUT, TOOL_SPECS, RunningCommand, describe_result
@@ -38,8 +39,6 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PAUSED = 130
 
-MARKER_ENV = "AGENT_RUN_MARKER"
-SUPERVISOR_ENV = "AGENT_SUPERVISOR_PID"
 
 SYSTEM_PROMPT = """You are an autonomous agent working in the directory {workspace}.
 Use the `terminal` tool to run shell commands there. Work step by step.

@@ -558,6 +558,9 @@ class _ScriptedHTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ScriptedLLM/1.0"
+    # Requests too broken to route (bad request line, unknown method) still get a JSON error.
+    error_content_type = "application/json"
+    error_message_format = '{"type": "error", "error": {"type": "invalid_request_error", "message": "%(message)s"}}'
     server: _ScriptedHTTPServer
 
     def setup(self) -> None:

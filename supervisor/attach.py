@@ -1,0 +1,102 @@
+"""Being attached to a run: showing its output as it happens, and what Ctrl+C means.
+
+The child writes its progress to the conversation's output.log; a foreground `agent
+run` and `agent logs -f` both show it by following that file, so what one sees live
+is what the other replays later.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from agent_proc import conversation
+from agent_proc.conversation import State
+from supervisor import control
+
+POLL = 0.05
+
+
+def output_size(conv_dir: Path) -> int:
+    try:
+        return os.path.getsize(conv_dir / conversation.OUTPUT_FILE)
+    except FileNotFoundError:
+        return 0
+
+
+def copy_output(conv_dir: Path, offset: int, out: BinaryIO) -> int:
+    """Write output.log's bytes from `offset` on to `out`; return the new offset."""
+    try:
+        with open(conv_dir / conversation.OUTPUT_FILE, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return offset
+    if data:
+        out.write(data)
+        out.flush()
+    return offset + len(data)
+
+
+def follow(conv_dir: Path, out: BinaryIO, *, offset: int, done: Callable[[], bool]) -> int:
+    """Copy output as it is written until `done()`, then copy what is left."""
+    while not done():
+        offset = copy_output(conv_dir, offset, out)
+        time.sleep(POLL)
+    return copy_output(conv_dir, offset, out)
+
+
+class StopRequested(BaseException):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclass
+class Outcome:
+    state: State
+    stopped_by: int | None  # the signal that made us stop the run, if one did
+    report: control.StopReport | None
+
+
+def supervise(conv_dir: Path, child: subprocess.Popen[bytes], *, grace: float, show: bool, offset: int) -> Outcome:
+    """Show the run's output until its process exits, and stop it on Ctrl+C or SIGTERM.
+
+    The first SIGINT or SIGTERM stops the run exactly as `agent interrupt` does; a
+    second one during that stop kills at once.
+    """
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise StopRequested(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    out = sys.stderr.buffer if show else open(os.devnull, "wb")  # noqa: SIM115
+    report = None
+    try:
+        try:
+            while child.poll() is None:
+                offset = copy_output(conv_dir, offset, out)
+                time.sleep(POLL)
+        except StopRequested as stop:
+            out.write(f"\n[agent] {stop}: stopping run {conv_dir.name} (again to kill at once)\n".encode())
+            out.flush()
+            report = control.stop_run(conv_dir, grace=grace, requested_by=f"agent run ({stop})",
+                                      hurry=lambda: len(received) > 1)
+        child.wait()
+        copy_output(conv_dir, offset, out)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if not show:
+            out.close()
+    return Outcome(control.reconcile(conv_dir), received[0] if received else None, report)

@@ -1,0 +1,454 @@
+"""The `agent` command line. Commands parse and print; the work is done in `control`,
+`attach`, `settings` and `agent_proc.conversation`.
+
+Data goes to stdout, diagnostics and progress to stderr. Every failure a user can
+cause is one line on stderr and an exit code from `outcomes`, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent_proc import conversation
+from agent_proc.conversation import ConversationError
+from agent_proc.status import STARTABLE, IllegalTransition, Status
+from supervisor import outcomes
+from supervisor.settings import SettingsError
+
+# Set AGENT_DEBUG=1 to see the traceback of an unexpected error.
+DEBUG_ENV = "AGENT_DEBUG"
+
+
+class UsageError(click.ClickException):
+    """Bad input: printed as one line, exit code 2."""
+
+    exit_code = outcomes.EXIT_USAGE
+
+
+class AgentGroup(click.Group):
+    """Turns the project's own errors into one clear line and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ConversationError, SettingsError, IllegalTransition) as error:
+            raise UsageError(str(error)) from None
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            raise click.ClickException(f"{where}{error.strerror or error}") from None
+
+
+@click.group(cls=AgentGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="agent-supervisor", prog_name="agent")
+def cli() -> None:
+    """Start, watch, stop and resume LLM agent runs.
+
+    Each run is a child process; its conversation lives under $AGENT_HOME
+    (default ~/.local/state/agent), so any shell can act on it. Ids may be
+    shortened to any unique prefix.
+
+    \b
+    Examples:
+      agent run "count the lines of *.py here" -m openai/gpt-4o
+      agent run -d "refactor utils.py"      # prints the id, runs in background
+      agent logs -f 3f9a                    # follow it
+      agent interrupt 3f9a                  # stop it now; it is paused
+      agent resume 3f9a                     # carry on
+      agent demo                            # see it all, no API key needed
+    """
+
+
+def _conv_dir(conv_id: str) -> Path:
+    return conversation.resolve(conv_id)
+
+
+def _read_text(value: str, what: str) -> str:
+    text = sys.stdin.read() if value == "-" else value
+    if not text.strip():
+        raise UsageError(f"the {what} is empty")
+    return text
+
+
+def _print_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+
+
+def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: bool) -> None:
+    """Start a child for the conversation and wait until it has taken it over; then
+    either return (detached) or show the run until it ends and exit with the code its
+    outcome maps to."""
+    from supervisor import attach, control, render
+
+    output_from = attach.output_size(conv_dir)  # a resumed run shows only what is new
+    child = control.spawn_child(conv_dir, supervisor_pid=None if detach else os.getpid())
+    try:
+        state = control.wait_started(conv_dir, child)
+    except control.StartFailed as error:
+        raise click.ClickException(str(error)) from None
+    if detach:
+        if as_json:
+            _print_json({"id": state.id, "pid": child.pid})
+        else:
+            click.echo(state.id)
+        return
+    if not quiet:
+        click.echo(f"[agent] run {state.id} started (pid {child.pid}, model {state.model})", err=True)
+    outcome = attach.supervise(conv_dir, child, grace=grace, show=not quiet, offset=output_from)
+    state = outcome.state
+    if outcome.report and not outcome.report.already_stopped:
+        click.echo(f"[agent] stopped in {outcome.report.duration_ms:.0f} ms ({outcome.report.method})", err=True)
+    if as_json:
+        _print_json(render.summary(state))
+    elif state.status is Status.FINISHED:
+        click.echo(state.final_answer or "")
+    else:
+        click.echo(f"[agent] {state.id} {state.status.value}: {state.status_reason}", err=True)
+    code = outcomes.exit_code_for(state.status)
+    if outcome.stopped_by == signal.SIGTERM and state.status is Status.PAUSED:
+        code = outcomes.EXIT_TERMINATED
+    sys.exit(code)
+
+
+_detach = click.option("-d", "--detach", is_flag=True, help="Run in the background; print the id and return.")
+_grace = click.option("--grace", type=click.FloatRange(min=0), default=2.0, show_default=True,
+                      help="On Ctrl+C: seconds to wait after SIGINT before SIGTERM and SIGKILL.")
+_quiet = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+_json = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("-m", "--model", help="provider/model, e.g. openai/gpt-4o  [default: $LLM_MODEL]")
+@click.option("--base-url", help="API endpoint  [default: $LLM_BASE_URL, else the provider's]")
+@click.option("-w", "--workspace", type=click.Path(exists=True, file_okay=False, resolve_path=True), default=".",
+              help="Directory the tools work in  [default: current directory]")
+@click.option("--max-iterations", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Model calls allowed before the run fails.")
+@_detach
+@_grace
+@_quiet
+@_json
+def run(prompt: str, model: str | None, base_url: str | None, workspace: str, max_iterations: int,
+        detach: bool, grace: float, quiet: bool, as_json: bool) -> None:
+    """Start an agent run on PROMPT ('-' reads it from stdin).
+
+    In the foreground, progress goes to stderr as it happens and the final answer
+    to stdout; the exit code says how the run ended (0 finished, 1 error, 130
+    paused). Ctrl+C stops the run like `agent interrupt`; a second Ctrl+C kills it.
+
+    \b
+    Examples:
+      agent run "what is in this directory?" -m openai/gpt-4o
+      echo "fix the failing test" | agent run - -w ~/src/app
+      id=$(agent run -d "summarise README.md") && agent wait "$id"
+    """
+    from supervisor import settings
+
+    text = _read_text(prompt, "prompt")
+    chosen = settings.resolve_model(model, base_url)
+    settings.check_key(chosen)
+    conv_dir = conversation.create(model=chosen.ref.full_name, workspace=workspace, base_url=chosen.base_url,
+                                   max_iterations=max_iterations, prompt=text)
+    _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json)
+
+
+@cli.command()
+@click.argument("conv_id", metavar="ID")
+@_detach
+@_grace
+@_quiet
+@_json
+def resume(conv_id: str, detach: bool, grace: float, quiet: bool, as_json: bool) -> None:
+    """Carry on with a paused (or failed, or finished) conversation.
+
+    Messages given with `agent send` since it stopped are taken in first. A tool
+    call that was cut off gets a result saying it was interrupted.
+
+    \b
+    Examples:
+      agent resume 3f9a
+      agent send 3f9a "also update the docs" && agent resume -d 3f9a
+    """
+    from agent_proc.providers import parse_model
+    from supervisor import control, settings
+
+    conv_dir = _conv_dir(conv_id)
+    state = control.reconcile(conv_dir)
+    if state.status is Status.RUNNING:
+        raise UsageError(f"conversation {state.id} is already running (pid {state.runtime.pid})")
+    if state.status not in STARTABLE:
+        raise UsageError(f"conversation {state.id} is {state.status.value} and cannot be resumed")
+    if state.status is Status.FINISHED and not _has_new_message(conv_dir):
+        raise UsageError(f"conversation {state.id} has finished; `agent send {state.id} MESSAGE` to give it more")
+    settings.check_key(settings.ModelSettings(parse_model(state.model), state.base_url or ""))
+    _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json)
+
+
+def _has_new_message(conv_dir: Path) -> bool:
+    events, _ = conversation.read_events(conv_dir)
+    kinds = [e["type"] for e in events if e["type"] in ("user_message", "model_message")]
+    return bool(kinds) and kinds[-1] == "user_message" or bool(conversation.pending_messages(conv_dir))
+
+
+@cli.command()
+@click.argument("conv_id", metavar="ID")
+@click.option("--grace", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Seconds to wait after SIGINT before SIGTERM, then SIGKILL to the whole tree.")
+@_json
+def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
+    """Stop a run now: SIGINT to its process, the model call in flight abandoned.
+
+    If the process has not exited after --grace seconds it gets SIGTERM, then its
+    whole process tree gets SIGKILL. The conversation is then paused, with
+    everything up to the interrupt (partial model output included) saved. Prints
+    how long the stop took. Interrupting a run that is not running changes nothing.
+
+    \b
+    Examples:
+      agent interrupt 3f9a
+      agent interrupt 3f9a --grace 0.5 --json
+    """
+    from supervisor import control
+
+    conv_dir = _conv_dir(conv_id)
+    asked: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))  # Ctrl+C here: stop waiting, kill
+    report = control.stop_run(conv_dir, grace=grace, requested_by="agent interrupt", hurry=lambda: bool(asked))
+    if as_json:
+        _print_json(report.to_dict())
+    elif report.already_stopped:
+        click.echo(f"{report.conversation} is not running ({report.status.value}); nothing to stop", err=True)
+    else:
+        click.echo(f"{report.conversation} stopped in {report.duration_ms:.0f} ms "
+                   f"({' -> '.join(report.signals)}); status {report.status.value}")
+        if report.survivors:
+            click.echo(f"warning: processes {report.survivors} outlived SIGKILL", err=True)
+
+
+@cli.command()
+@click.argument("conv_id", metavar="ID")
+@click.option("--no-wait", is_flag=True, help="Return at once instead of waiting until it has paused.")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Give up waiting after this many seconds (exit 3).")
+def pause(conv_id: str, no_wait: bool, timeout: float | None) -> None:
+    """Pause a run politely: the model call or tool in progress finishes first.
+
+    \b
+    Examples:
+      agent pause 3f9a
+      agent pause 3f9a --no-wait
+    """
+    from supervisor import control
+
+    conv_dir = _conv_dir(conv_id)
+    state = control.request_pause(conv_dir)
+    if state.status is not Status.RUNNING:
+        click.echo(f"{state.id} is not running ({state.status.value}); nothing to pause", err=True)
+        return
+    if no_wait:
+        click.echo(f"{state.id} will pause after its current step", err=True)
+        return
+    state = control.wait_settled(conv_dir, timeout)
+    if state.status is Status.RUNNING:
+        click.echo(f"{state.id} is still running after {timeout} s; it will pause after its current step", err=True)
+        sys.exit(outcomes.EXIT_STILL_RUNNING)
+    click.echo(f"{state.id} {state.status.value}" + (f": {state.status_reason}" if state.status_reason else ""))
+
+
+@cli.command()
+@click.argument("conv_id", metavar="ID")
+@click.argument("message")
+def send(conv_id: str, message: str) -> None:
+    """Give a conversation a user message ('-' reads it from stdin).
+
+    A running run takes it in before its next model call; otherwise it is kept
+    for the next `agent resume`.
+
+    \b
+    Examples:
+      agent send 3f9a "use python 3.12, not 3.11"
+      git diff | agent send 3f9a -
+    """
+    text = _read_text(message, "message")
+    where = conversation.post_message(_conv_dir(conv_id), text)
+    if where == "inbox":
+        click.echo("queued: the run takes it in before its next model call", err=True)
+    else:
+        click.echo("stored: it is sent to the model when the conversation is resumed", err=True)
+
+
+@cli.command()
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show every conversation, not only running ones.")
+@click.option("-q", "--quiet", is_flag=True, help="Print ids only.")
+@_json
+def ps(show_all: bool, quiet: bool, as_json: bool) -> None:
+    """List running conversations (all of them with -a).
+
+    \b
+    Examples:
+      agent ps
+      agent ps -a --json
+      agent ps -q | xargs -n1 agent interrupt
+    """
+    from supervisor import control, render
+
+    states, broken = [], []
+    for conv_dir in conversation.list_dirs():
+        try:
+            state = control.reconcile(conv_dir)
+        except ConversationError as error:
+            broken.append(str(error))
+            continue
+        if show_all or state.status is Status.RUNNING:
+            states.append(state)
+    states.sort(key=lambda s: s.created_at)
+    if as_json:
+        _print_json([render.summary(s) for s in states])
+    elif quiet:
+        for s in states:
+            click.echo(s.id)
+    elif states:
+        click.echo(render.ps_table(states))
+    for problem in broken:
+        click.echo(f"warning: {problem}", err=True)
+
+
+@cli.command()
+@click.argument("conv_id", metavar="ID")
+@_json
+def show(conv_id: str, as_json: bool) -> None:
+    """Show a conversation: its state and its whole history, partial output included.
+
+    \b
+    Examples:
+      agent show 3f9a
+      agent show 3f9a --json | jq '.state.status'
+    """
+    from supervisor import control, render
+
+    conv_dir = _conv_dir(conv_id)
+    state = control.reconcile(conv_dir)
+    events, _ = conversation.read_events(conv_dir)
+    pending = conversation.pending_messages(conv_dir)
+    if as_json:
+        _print_json({"state": state.to_dict(), "events": events, "pending_messages": pending})
+    else:
+        click.echo(render.show_text(state, events, pending))
+
+
+@cli.command()
+@click.argument("conv_id", metavar="ID")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing while the run is running.")
+def logs(conv_id: str, follow: bool) -> None:
+    """Print what a run has printed (its progress), like `docker logs`.
+
+    \b
+    Examples:
+      agent logs 3f9a
+      agent logs -f 3f9a
+    """
+    from supervisor import attach, control
+
+    conv_dir = _conv_dir(conv_id)
+    out = sys.stdout.buffer
+    if not follow:
+        attach.copy_output(conv_dir, 0, out)
+        return
+    try:
+        attach.follow(conv_dir, out, offset=0,
+                      done=lambda: control.reconcile(conv_dir).status is not Status.RUNNING)
+    except KeyboardInterrupt:
+        sys.exit(outcomes.EXIT_PAUSED)  # Ctrl+C stops following, not the run
+
+
+@cli.command()
+@click.argument("conv_id", metavar="ID")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Give up after this many seconds (exit 3).")
+@_json
+def wait(conv_id: str, timeout: float | None, as_json: bool) -> None:
+    """Wait until a run stops; exit with the code its outcome maps to.
+
+    0 finished, 1 error, 130 paused, 3 still running after --timeout.
+
+    \b
+    Examples:
+      agent wait 3f9a && echo done
+      agent wait 3f9a --timeout 600 --json
+    """
+    from supervisor import control, render
+
+    conv_dir = _conv_dir(conv_id)
+    try:
+        state = control.wait_settled(conv_dir, timeout)
+    except KeyboardInterrupt:
+        sys.exit(outcomes.EXIT_PAUSED)
+    if as_json:
+        _print_json(render.summary(state))
+    else:
+        click.echo(f"{state.id} {state.status.value}" + (f": {state.status_reason}" if state.status_reason else ""),
+                   err=True)
+    sys.exit(outcomes.exit_code_for(state.status))
+
+
+@cli.command()
+@click.argument("conv_ids", metavar="ID...", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Stop a running run first (SIGKILL after 1 s).")
+def rm(conv_ids: tuple[str, ...], force: bool) -> None:
+    """Delete conversations. A running one is refused unless -f.
+
+    \b
+    Examples:
+      agent rm 3f9a
+      agent ps -a -q | xargs agent rm
+    """
+    from supervisor import control
+
+    dirs = [_conv_dir(c) for c in conv_ids]
+    for conv_dir in dirs:
+        state = control.reconcile(conv_dir)
+        if state.status is Status.RUNNING:
+            if not force:
+                raise UsageError(f"conversation {state.id} is running; interrupt it first or use rm -f")
+            control.stop_run(conv_dir, grace=1.0, requested_by="agent rm -f")
+        shutil.rmtree(conv_dir)
+        click.echo(state.id)
+
+
+@cli.command()
+@click.option("-w", "--workspace", type=click.Path(file_okay=False, resolve_path=True),
+              help="Where the demo run works  [default: a new temporary directory]")
+@click.option("--seconds", type=click.FloatRange(min=1), default=4.0, show_default=True,
+              help="How long to let the model stream before interrupting it.")
+def demo(workspace: str | None, seconds: float) -> None:
+    """A real run and a real interrupt, with no API key and no network.
+
+    Starts the bundled scripted LLM server on 127.0.0.1, runs an agent on the
+    five-houses puzzle, interrupts it mid-answer, shows the partial output that
+    was saved, resumes it, and lets it finish.
+
+    \b
+    Examples:
+      agent demo
+    """
+    from supervisor.demo import run_demo
+
+    sys.exit(run_demo(workspace, seconds))
+
+
+def main() -> None:
+    """Console entry point: `agent`."""
+    try:
+        cli(prog_name="agent")
+    except Exception as error:  # a bug: still one line, unless asked for more
+        if os.environ.get(DEBUG_ENV):
+            raise
+        click.echo(f"Error: internal error: {type(error).__name__}: {error} (set {DEBUG_ENV}=1 for details)",
+                   err=True)
+        sys.exit(outcomes.EXIT_FAILED)

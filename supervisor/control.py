@@ -1,0 +1,223 @@
+"""What the commands do to runs: start a child, stop it, pause it, wait for it, and
+reconcile a conversation whose process vanished.
+
+Every function here works from the conversation's directory alone, so any shell can
+act on any run. Status changes go through `agent_proc.conversation.transaction`, and
+so through the one state machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent_proc import conversation
+from agent_proc.conversation import State, load_state, transaction
+from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV
+from agent_proc.status import Status
+from supervisor import processes
+
+STOP_LOCK_FILE = "stop.lock"
+START_TIMEOUT = 30.0
+TERM_WAIT = 0.5  # how long SIGTERM gets before SIGKILL, once SIGINT's grace has run out
+
+
+class StartFailed(Exception):
+    """The child exited before it took the conversation over."""
+
+
+# --------------------------------------------------------------------------- starting
+
+
+def spawn_child(conv_dir: Path, *, supervisor_pid: int | None) -> subprocess.Popen[bytes]:
+    """Start `python -m agent_proc run ID` for the conversation, in a session of its own.
+
+    Its own session keeps a terminal's Ctrl+C away from it: the supervisor decides
+    what Ctrl+C means. Its output goes to the conversation's output.log.
+    """
+    state = load_state(conv_dir)
+    env = dict(os.environ)
+    env["AGENT_HOME"] = str(conv_dir.parent.parent)
+    env[MARKER_ENV] = f"{state.id}-{secrets.token_hex(8)}"
+    env.pop(SUPERVISOR_ENV, None)
+    if supervisor_pid:
+        env[SUPERVISOR_ENV] = str(supervisor_pid)
+    out = os.open(conv_dir / conversation.OUTPUT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agent_proc", "run", state.id],
+            cwd=state.workspace,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            env=env,
+            start_new_session=True,
+        )
+    finally:
+        os.close(out)
+
+
+def wait_started(conv_dir: Path, child: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> State:
+    """Wait until the child has recorded itself as the conversation's process."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = load_state(conv_dir)
+        if state.runtime.pid == child.pid:
+            return state
+        if child.poll() is not None:
+            raise StartFailed(f"the run's process exited ({child.returncode}) before starting: {_last_line(conv_dir)}")
+        if time.monotonic() > deadline:
+            child.kill()
+            raise StartFailed(f"the run's process did not start within {timeout:.0f} s")
+        time.sleep(0.01)
+
+
+def _last_line(conv_dir: Path) -> str:
+    try:
+        lines = (conv_dir / conversation.OUTPUT_FILE).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no output"
+    return lines[-1] if lines else "no output"
+
+
+# --------------------------------------------------------------------------- reconciling
+
+
+@contextlib.contextmanager
+def _stop_lock(conv_dir: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Held while a stop is under way, so that two stops make one, and so that nobody
+    reconciles a run whose process a stop has just killed but not yet recorded."""
+    fd = os.open(conv_dir / STOP_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def reconcile(conv_dir: Path) -> State:
+    """The conversation's state, corrected if it says `running` but its process is gone."""
+    state = load_state(conv_dir)
+    if state.status is not Status.RUNNING or processes.identify(state.runtime) is not None:
+        return state
+    with _stop_lock(conv_dir, wait=False) as free:
+        if not free:
+            return state  # a stop is recording the outcome right now
+        with transaction(conv_dir) as txn:
+            runtime = txn.state.runtime
+            if txn.state.status is Status.RUNNING and processes.identify(runtime) is None:
+                reason = (f"process {runtime.pid} is gone without recording an outcome "
+                          "(crashed, killed, or the machine restarted)")
+                txn.record("reconciled", reason=reason, pid=runtime.pid)
+                if runtime.ended_at is None:
+                    txn.record("exited", exit_code=None)
+                txn.set_status(Status.ERROR, reason)
+            return txn.state
+
+
+# --------------------------------------------------------------------------- stopping
+
+
+@dataclass
+class StopReport:
+    conversation: str
+    status: Status
+    already_stopped: bool
+    method: str | None = None  # "sigint" (honoured), "sigterm" or "sigkill" (escalated)
+    signals: list[str] = field(default_factory=list)
+    duration_ms: float = 0.0
+    killed_descendants: int = 0
+    survivors: list[int] = field(default_factory=list)  # pids that outlived even SIGKILL
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.conversation, "status": self.status.value, "already_stopped": self.already_stopped,
+            "method": self.method, "signals": self.signals, "duration_ms": self.duration_ms,
+            "killed_descendants": self.killed_descendants, "survivors": self.survivors,
+        }
+
+
+def stop_run(
+    conv_dir: Path, *, grace: float = 2.0, requested_by: str = "interrupt", hurry: Callable[[], bool] = lambda: False,
+) -> StopReport:
+    """Stop the run now: SIGINT, then SIGTERM after `grace`, then SIGKILL to its whole tree.
+
+    Returns once no process of the run remains and the conversation is `paused`
+    (recorded by the child, or here when the child could not). When `hurry()` turns
+    true (a second Ctrl+C), the waiting is cut short and everything is killed at once.
+    Safe to call twice, from two shells at once: the second finds the run stopped and
+    changes nothing.
+    """
+    started = time.monotonic()
+    with _stop_lock(conv_dir):
+        state = reconcile(conv_dir)
+        process = processes.identify(state.runtime) if state.status is Status.RUNNING else None
+        if process is None:
+            return StopReport(state.id, state.status, already_stopped=True)
+
+        tree = processes.snapshot_tree(process)
+        signals = ["SIGINT"]
+        processes.send([process], signal.SIGINT)
+        if processes.wait_gone([process], grace, give_up=hurry):
+            signals.append("SIGTERM")
+            processes.send([process], signal.SIGTERM)
+            if processes.wait_gone([process], 0 if hurry() else min(TERM_WAIT, grace), give_up=hurry):
+                signals.append("SIGKILL")
+        # Whatever the child did, nothing the run started may outlive the stop.
+        leftovers = processes.alive(tree)
+        processes.send(leftovers, signal.SIGKILL)
+        survivors = [p.pid for p in processes.wait_gone(tree, 2.0)]
+        killed = len([p for p in leftovers if p is not process])
+        duration_ms = round((time.monotonic() - started) * 1000, 1)
+        method = {1: "sigint", 2: "sigterm", 3: "sigkill"}[len(signals)]
+
+        with transaction(conv_dir) as txn:
+            if txn.state.status is Status.RUNNING:
+                # The child died before it could write its own record.
+                txn.record("interrupted", during="unknown", signal=signals[-1], by=requested_by)
+                txn.record("exited", exit_code=None)
+                txn.set_status(Status.PAUSED, f"interrupted; the process did not stop by itself and got {signals[-1]}")
+            txn.record("stopped", requested_by=requested_by, pid=os.getpid(), signals=signals, method=method,
+                       duration_ms=duration_ms, killed_descendants=killed, survivors=survivors)
+            status = txn.state.status
+        return StopReport(state.id, status, already_stopped=False, method=method, signals=signals,
+                          duration_ms=duration_ms, killed_descendants=killed, survivors=survivors)
+
+
+# --------------------------------------------------------------------------- pausing and waiting
+
+
+def request_pause(conv_dir: Path) -> State:
+    """Ask a running child to pause after its current model call or tool."""
+    state = reconcile(conv_dir)
+    if state.status is not Status.RUNNING:
+        return state
+    with transaction(conv_dir) as txn:
+        if txn.state.status is Status.RUNNING and not txn.state.pause_requested:
+            txn.record("pause_requested", pid=os.getpid())
+        return txn.state
+
+
+def wait_settled(conv_dir: Path, timeout: float | None = None, poll: float = 0.05) -> State:
+    """Wait until the conversation is not running (or `timeout`); return its state."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        state = reconcile(conv_dir)
+        if state.status is not Status.RUNNING:
+            return state
+        if deadline is not None and time.monotonic() >= deadline:
+            return state
+        time.sleep(poll)

@@ -1,0 +1,95 @@
+"""Finding, signalling and ending the processes of a run, without ever touching a stranger.
+
+A pid on disk is only a hint: pids are reused. A recorded process is trusted only
+when its create time matches the one the child recorded and its environment carries
+the marker the supervisor gave it when it started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterable
+
+import psutil
+
+from agent_proc.conversation import Runtime
+from agent_proc.environment import MARKER_ENV
+
+CREATE_TIME_TOLERANCE = 0.05  # seconds; psutil derives it from clock ticks
+
+
+def identify(runtime: Runtime) -> psutil.Process | None:
+    """The live process `runtime` describes, or None if it is gone or is someone else."""
+    if not runtime.pid or runtime.create_time is None:
+        return None
+    try:
+        process = psutil.Process(runtime.pid)
+        if abs(process.create_time() - runtime.create_time) > CREATE_TIME_TOLERANCE:
+            return None  # the pid was reused
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None  # exited; only waiting for its parent to reap it
+        if runtime.marker and not _has_marker(process, runtime.marker):
+            return None
+        return process
+    except psutil.NoSuchProcess:
+        return None
+
+
+def _has_marker(process: psutil.Process, marker: str) -> bool:
+    try:
+        return process.environ().get(MARKER_ENV) == marker
+    except psutil.AccessDenied:
+        # Another user's process cannot be ours; and if it were, we could not signal it.
+        return False
+
+
+def snapshot_tree(root: psutil.Process) -> list[psutil.Process]:
+    """`root` and all its descendants, taken before anything is killed: once a parent
+    dies its children are reparented and can no longer be found through it."""
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def send(processes: Iterable[psutil.Process], sig: int) -> list[psutil.Process]:
+    """Send `sig` to each process still alive (psutil re-checks identity first).
+
+    A stopped process is continued too, so that it can act on the signal.
+    """
+    reached = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            process.send_signal(sig)
+            if sig not in (signal.SIGKILL, signal.SIGCONT):
+                process.send_signal(signal.SIGCONT)
+            reached.append(process)
+    return reached
+
+
+def alive(processes: Iterable[psutil.Process]) -> list[psutil.Process]:
+    out = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                out.append(process)
+    return out
+
+
+def wait_gone(
+    processes: list[psutil.Process], timeout: float, *, poll: float = 0.005, give_up: Callable[[], bool] | None = None,
+) -> list[psutil.Process]:
+    """Wait until none of `processes` is alive, `timeout` passes or `give_up()` is true;
+    return the survivors.
+
+    Polls instead of `psutil.wait_procs`, which would reap our own children behind
+    the back of the `subprocess.Popen` that owns them.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        survivors = alive(processes)
+        if not survivors or time.monotonic() >= deadline or (give_up and give_up()):
+            return survivors
+        time.sleep(poll)

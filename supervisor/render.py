@@ -1,0 +1,126 @@
+"""Turning states and events into text for people. Pure functions: data in, str out."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from agent_proc.conversation import Runtime, State
+
+
+def age(iso: str, now: datetime | None = None) -> str:
+    """`2026-01-01T00:00:00Z` as a short age like `42s`, `5m`, `3h`, `2d`."""
+    if not iso:
+        return "-"
+    then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    seconds = max(0, int(((now or datetime.now(timezone.utc)) - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def cost(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:.4f}"
+
+
+def summary(state: State) -> dict[str, Any]:
+    """The fields of a state that `ps --json` and `run --json` print."""
+    return {
+        "id": state.id,
+        "status": state.status.value,
+        "reason": state.status_reason,
+        "model": state.model,
+        "workspace": state.workspace,
+        "created_at": state.created_at,
+        "updated_at": state.updated_at,
+        "pid": state.runtime.pid if state.status.value == "running" else None,
+        "cost_usd": state.metrics.accumulated_cost,
+        "metrics": state.metrics.__dict__,
+        "final_answer": state.final_answer,
+    }
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def ps_table(states: list[State]) -> str:
+    rows = [["ID", "STATUS", "MODEL", "AGE", "COST", "PID", "REASON"]]
+    for s in states:
+        pid = str(s.runtime.pid) if s.status.value == "running" else "-"
+        rows.append([s.id, s.status.value, s.model, age(s.created_at), cost(s.metrics.accumulated_cost), pid,
+                     _shorten(s.status_reason or "", 50)])
+    return table(rows)
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def state_header(state: State) -> str:
+    m, r = state.metrics, state.runtime
+    lines = [
+        f"id:          {state.id}",
+        f"status:      {state.status.value}" + (f" ({state.status_reason})" if state.status_reason else ""),
+        f"model:       {state.model}  at {state.base_url}",
+        f"workspace:   {state.workspace}",
+        f"created:     {state.created_at}  (updated {state.updated_at})",
+        _process_line(r),
+        f"usage:       {m.model_calls} model calls, {m.tool_calls} tool calls, "
+        f"{m.prompt_tokens} prompt + {m.completion_tokens} completion tokens, cost {cost(m.accumulated_cost)}",
+    ]
+    if r.stop:
+        lines.append(f"last stop:   {r.stop.get('method')} via {', '.join(r.stop.get('signals', []))} "
+                     f"in {r.stop.get('duration_ms')} ms (requested by {r.stop.get('requested_by')})")
+    if state.final_answer is not None:
+        lines.append(f"answer:      {state.final_answer}")
+    return "\n".join(lines)
+
+
+def _process_line(runtime: Runtime) -> str:
+    if not runtime.pid:
+        return "process:     never started"
+    ended = f", exit {runtime.exit_code}" if runtime.exit_code is not None else ""
+    return f"process:     pid {runtime.pid}, started {runtime.started_at}{ended}"
+
+
+def event_text(event: dict[str, Any]) -> str:
+    """One history event as a few lines of text."""
+    kind, ts = event["type"], event["ts"][11:23]
+    head = f"{ts} #{event['seq']:<4}"
+    if kind == "user_message":
+        return f"{head} user{' (sent)' if event.get('source') == 'send' else ''}: {event['content']}"
+    if kind == "model_message":
+        label = "model" if not event.get("partial") else f"model [PARTIAL: {event.get('outcome')}]"
+        parts = [f"{head} {label}: {event.get('content') or ''}".rstrip()]
+        if event.get("reasoning"):
+            parts.append(f"{' ' * len(head)} reasoning: {event['reasoning']}")
+        for call in event.get("tool_calls") or []:
+            parts.append(f"{' ' * len(head)} -> {call['name']}({call['arguments']})  [{call['id']}]")
+        return "\n".join(parts)
+    if kind == "tool_result":
+        return f"{head} tool {event['name']} [{event.get('outcome')}]: {event['content']}"
+    if kind == "status":
+        reason = f" ({event['reason']})" if event.get("reason") else ""
+        return f"{head} status {event['from']} -> {event['to']}{reason}"
+    if kind == "interrupted":
+        return f"{head} INTERRUPTED by {event.get('signal')} during {event.get('during')}"
+    if kind == "stopped":
+        return (f"{head} stopped by {event.get('requested_by')}: {', '.join(event.get('signals', []))} "
+                f"({event.get('method')}) in {event.get('duration_ms')} ms")
+    if kind == "error":
+        return f"{head} ERROR ({event.get('kind')}): {event.get('message')}"
+    rest = {k: v for k, v in event.items() if k not in ("seq", "ts", "type")}
+    return f"{head} {kind} {json.dumps(rest, ensure_ascii=False)}" if rest else f"{head} {kind}"
+
+
+def show_text(state: State, events: list[dict[str, Any]], pending: list[str]) -> str:
+    lines = [state_header(state), "", "history:"]
+    lines += [event_text(e) for e in events]
+    if pending:
+        lines += ["", "waiting in the inbox:"] + [f"  {p}" for p in pending]
+    return "\n".join(lines)

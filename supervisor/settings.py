@@ -1,0 +1,47 @@
+"""Which model, endpoint and key a run uses: flags first, then LLM_* variables.
+
+Checked before any child starts, so a missing key or a misspelt model is one clear
+line at once, not a failed run later. The key itself is never stored: the child
+reads it from the environment it inherits.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from agent_proc.providers import ModelNameError, ModelRef, find_api_key, key_required, parse_model
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    ref: ModelRef
+    base_url: str
+
+
+def resolve_model(model: str | None, base_url: str | None) -> ModelSettings:
+    """The model and endpoint for a new run; raises `SettingsError` with what to do."""
+    name = model or os.environ.get("LLM_MODEL") or ""
+    try:
+        ref = parse_model(name)
+    except ModelNameError as e:
+        raise SettingsError(str(e)) from None
+    url = (base_url or os.environ.get("LLM_BASE_URL") or ref.provider.default_base_url).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise SettingsError(f"base URL {url!r} must start with http:// or https://")
+    return ModelSettings(ref, url)
+
+
+def check_key(settings: ModelSettings) -> None:
+    """Raise `SettingsError` if the endpoint needs a key and none is set."""
+    provider = settings.ref.provider
+    if key_required(provider, settings.base_url) and not find_api_key(provider):
+        names = " or ".join(("LLM_API_KEY", *provider.key_env))
+        raise SettingsError(
+            f"no API key for {settings.ref.full_name} at {settings.base_url}: set {names}, "
+            "or point --base-url at a local server"
+        )
