@@ -116,16 +116,21 @@ def reconcile(conv_dir: Path) -> State:
     with _stop_lock(conv_dir, wait=False) as free:
         if not free:
             return state  # a stop is recording the outcome right now
-        with transaction(conv_dir) as txn:
-            runtime = txn.state.runtime
-            if txn.state.status is Status.RUNNING and processes.identify(runtime) is None:
-                reason = (f"process {runtime.pid} is gone without recording an outcome "
-                          "(crashed, killed, or the machine restarted)")
-                txn.record("reconciled", reason=reason, pid=runtime.pid)
-                if runtime.ended_at is None:
-                    txn.record("exited", exit_code=None)
-                txn.set_status(Status.ERROR, reason)
-            return txn.state
+        return _record_vanished(conv_dir)
+
+
+def _record_vanished(conv_dir: Path) -> State:
+    """Under the stop lock: mark a `running` conversation whose process is gone as failed."""
+    with transaction(conv_dir) as txn:
+        runtime = txn.state.runtime
+        if txn.state.status is Status.RUNNING and processes.identify(runtime) is None:
+            reason = (f"process {runtime.pid} is gone without recording an outcome "
+                      "(crashed, killed, or the machine restarted)")
+            txn.record("reconciled", reason=reason, pid=runtime.pid)
+            if runtime.ended_at is None:
+                txn.record("exited", exit_code=None)
+            txn.set_status(Status.ERROR, reason)
+        return txn.state
 
 
 # --------------------------------------------------------------------------- stopping
@@ -163,9 +168,10 @@ def stop_run(
     """
     started = time.monotonic()
     with _stop_lock(conv_dir):
-        state = reconcile(conv_dir)
+        state = load_state(conv_dir)
         process = processes.identify(state.runtime) if state.status is Status.RUNNING else None
         if process is None:
+            state = _record_vanished(conv_dir)
             return StopReport(state.id, state.status, already_stopped=True)
 
         tree = processes.snapshot_tree(process)

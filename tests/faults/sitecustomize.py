@@ -1,0 +1,22 @@
+"""Fault injection for the run's child process, loaded through PYTHONPATH by tests.
+
+It acts only in a process that carries AGENT_RUN_MARKER (the child), and only on
+what the AGENT_FAULT_* variables ask for:
+
+AGENT_FAULT_IGNORE=SIGINT,SIGTERM   the child ignores these signals, as a process
+                                    wedged in C code would; only SIGKILL ends it.
+"""
+
+import os
+import signal
+
+if os.environ.get("AGENT_RUN_MARKER") and os.environ.get("AGENT_FAULT_IGNORE"):
+    _ignored = {getattr(signal, name) for name in os.environ["AGENT_FAULT_IGNORE"].split(",")}
+    _install = signal.signal
+
+    def _signal_that_ignores(signum, handler):
+        return _install(signum, signal.SIG_IGN if signum in _ignored else handler)
+
+    signal.signal = _signal_that_ignores
+    for _sig in _ignored:
+        _install(_sig, signal.SIG_IGN)
