@@ -350,9 +350,9 @@ class Transaction:
         self.state.events_size = tail.end
         self._dirty = bool(tail.events) or tail.torn
 
-    def record(self, kind: str, **data: Any) -> dict[str, Any]:
+    def record(self, event_type: str, /, **data: Any) -> dict[str, Any]:
         """Append one event to the history (durably) and fold it into the state."""
-        event = {"seq": self.state.events_seq + 1, "ts": now_iso(), "type": kind, **data}
+        event = {"seq": self.state.events_seq + 1, "ts": now_iso(), "type": event_type, **data}
         line = (json.dumps(event, ensure_ascii=False, default=str) + "\n").encode()
         fd = os.open(self.dir / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:

@@ -6,6 +6,7 @@ that found its way into an event, whatever field it hides in.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,7 +42,8 @@ def redactor(secrets: Iterable[str | None]) -> structlog.types.Processor:
 def configure(log_path: Path, secrets: Iterable[str | None]) -> TextIO:
     """Send structlog output of this process to `log_path` as JSON lines; return the file."""
     # Line-buffered, so each event lands whole; stays open for the life of the process.
-    stream = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    stream = open(fd, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -168,7 +168,7 @@ class Run:
             if not calls:
                 return self.finish(message["content"] or "")
             for index, call in enumerate(calls):
-                if index > 0 and (code := self.pause_if_requested(skip=calls[index:])) is not None:
+                if (code := self.pause_if_requested(skip=calls[index:])) is not None:
                     return code
                 if call["name"] == "finish":
                     answer = self.finish_call(call)
