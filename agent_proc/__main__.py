@@ -6,6 +6,7 @@ arrives in the environment only. The exit code is the run's outcome (see `run`).
 
 from __future__ import annotations
 
+import os
 import sys
 
 USAGE = "usage: python -m agent_proc run CONVERSATION_ID"
@@ -26,4 +27,9 @@ def entry(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(entry(sys.argv[1:]))
+    code = entry(sys.argv[1:])
+    # Everything the run wrote is fsynced already; skipping interpreter teardown
+    # makes an interrupted child exit tens of milliseconds sooner.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

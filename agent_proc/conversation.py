@@ -25,7 +25,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
 import signal
 import tempfile
 import time
@@ -82,7 +81,7 @@ def now_iso() -> str:
 
 
 def new_id() -> str:
-    return secrets.token_hex(ID_LENGTH // 2)
+    return os.urandom(ID_LENGTH // 2).hex()
 
 
 def resolve(id_or_prefix: str, home: Path | None = None) -> Path:
@@ -445,7 +444,7 @@ def post_message(conv_dir: Path, content: str) -> str:
         if txn.state.status is not Status.RUNNING:
             txn.record("user_message", content=content, source="send")
             return "history"
-        name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}"
+        name = f"{time.time_ns():020d}-{os.getpid()}-{os.urandom(3).hex()}"
         write_atomic(conv_dir / INBOX_DIR / f"{name}.json", json.dumps({"content": content}).encode())
         return "inbox"
 

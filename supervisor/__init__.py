@@ -2,3 +2,5 @@
 
 Kept import-light on purpose: every CLI start imports this package.
 """
+
+__version__ = "0.1.0"

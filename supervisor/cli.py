@@ -20,7 +20,7 @@ import click
 from agent_proc import conversation
 from agent_proc.conversation import ConversationError
 from agent_proc.status import STARTABLE, IllegalTransition, Status
-from supervisor import outcomes
+from supervisor import __version__, outcomes
 from supervisor.settings import SettingsError
 
 # Set AGENT_DEBUG=1 to see the traceback of an unexpected error.
@@ -47,7 +47,7 @@ class AgentGroup(click.Group):
 
 
 @click.group(cls=AgentGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="agent-supervisor", prog_name="agent")
+@click.version_option(__version__, prog_name="agent")
 def cli() -> None:
     """Start, watch, stop and resume LLM agent runs.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -47,7 +46,7 @@ def spawn_child(conv_dir: Path, *, supervisor_pid: int | None) -> subprocess.Pop
     state = load_state(conv_dir)
     env = dict(os.environ)
     env["AGENT_HOME"] = str(conv_dir.parent.parent)
-    env[MARKER_ENV] = f"{state.id}-{secrets.token_hex(8)}"
+    env[MARKER_ENV] = f"{state.id}-{os.urandom(8).hex()}"
     env.pop(SUPERVISOR_ENV, None)
     if supervisor_pid:
         env[SUPERVISOR_ENV] = str(supervisor_pid)
@@ -143,7 +142,8 @@ class StopReport:
     already_stopped: bool
     method: str | None = None  # "sigint" (honoured), "sigterm" or "sigkill" (escalated)
     signals: list[str] = field(default_factory=list)
-    duration_ms: float = 0.0
+    duration_ms: float = 0.0  # the whole stop, from the command's start to the record
+    exit_ms: float = 0.0  # from the first signal to the process observed gone (before any SIGKILL)
     killed_descendants: int = 0
     survivors: list[int] = field(default_factory=list)  # pids that outlived even SIGKILL
 
@@ -151,6 +151,7 @@ class StopReport:
         return {
             "id": self.conversation, "status": self.status.value, "already_stopped": self.already_stopped,
             "method": self.method, "signals": self.signals, "duration_ms": self.duration_ms,
+            "exit_ms": self.exit_ms,
             "killed_descendants": self.killed_descendants, "survivors": self.survivors,
         }
 
@@ -176,12 +177,14 @@ def stop_run(
 
         tree = processes.snapshot_tree(process)
         signals = ["SIGINT"]
+        signalled = time.monotonic()
         processes.send([process], signal.SIGINT)
-        if processes.wait_gone([process], grace, give_up=hurry):
+        if processes.wait_gone([process], grace, poll=0.001, give_up=hurry):
             signals.append("SIGTERM")
             processes.send([process], signal.SIGTERM)
-            if processes.wait_gone([process], 0 if hurry() else min(TERM_WAIT, grace), give_up=hurry):
+            if processes.wait_gone([process], 0 if hurry() else min(TERM_WAIT, grace), poll=0.001, give_up=hurry):
                 signals.append("SIGKILL")
+        exit_ms = round((time.monotonic() - signalled) * 1000, 1)
         # Whatever the child did, nothing the run started may outlive the stop.
         leftovers = processes.alive(tree)
         processes.send(leftovers, signal.SIGKILL)
@@ -197,10 +200,10 @@ def stop_run(
                 txn.record("exited", exit_code=None)
                 txn.set_status(Status.PAUSED, f"interrupted; the process did not stop by itself and got {signals[-1]}")
             txn.record("stopped", requested_by=requested_by, pid=os.getpid(), signals=signals, method=method,
-                       duration_ms=duration_ms, killed_descendants=killed, survivors=survivors)
+                       duration_ms=duration_ms, exit_ms=exit_ms, killed_descendants=killed, survivors=survivors)
             status = txn.state.status
         return StopReport(state.id, status, already_stopped=False, method=method, signals=signals,
-                          duration_ms=duration_ms, killed_descendants=killed, survivors=survivors)
+                          duration_ms=duration_ms, exit_ms=exit_ms, killed_descendants=killed, survivors=survivors)
 
 
 # --------------------------------------------------------------------------- pausing and waiting
