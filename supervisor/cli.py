@@ -443,9 +443,20 @@ def demo(workspace: str | None, seconds: float) -> None:
 
 
 def main() -> None:
-    """Console entry point: `agent`."""
+    """Console entry point: `agent`. Every error is one line on stderr."""
     try:
-        cli(prog_name="agent")
+        cli.main(prog_name="agent", standalone_mode=False)
+    except click.UsageError as error:
+        hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
+        click.echo(f"Error: {error.format_message()}{hint}", err=True)
+        sys.exit(error.exit_code)
+    except click.ClickException as error:
+        click.echo(f"Error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.Abort:
+        sys.exit(outcomes.EXIT_PAUSED)
     except Exception as error:  # a bug: still one line, unless asked for more
         if os.environ.get(DEBUG_ENV):
             raise
