@@ -149,6 +149,7 @@ class State:
     base_url: str | None = None
     workspace: str = ""
     max_iterations: int = 50
+    tool_timeout: float = 600.0
     created_at: str = ""
     updated_at: str = ""
     final_answer: str | None = None
@@ -190,6 +191,7 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
         state.base_url = event.get("base_url")
         state.workspace = event["workspace"]
         state.max_iterations = event["max_iterations"]
+        state.tool_timeout = event.get("tool_timeout", state.tool_timeout)
         state.created_at = event["ts"]
     elif kind == "status":
         state.status = Status(event["to"])
@@ -348,17 +350,19 @@ class Transaction:
             os.truncate(conv_dir / EVENTS_FILE, tail.end)
         self.state.events_size = tail.end
         self._dirty = bool(tail.events) or tail.torn
+        self._events_fd: int | None = None
+        self._start_size = tail.end
 
     def record(self, event_type: str, /, **data: Any) -> dict[str, Any]:
         """Append one event to the history (durably) and fold it into the state."""
         event = {"seq": self.state.events_seq + 1, "ts": now_iso(), "type": event_type, **data}
         line = (json.dumps(event, ensure_ascii=False, default=str) + "\n").encode()
-        fd = os.open(self.dir / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if self._events_fd is None:
+            self._events_fd = os.open(self.dir / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        written = os.write(self._events_fd, line)
+        if written != len(line):  # a full disk can cut a write short; never leave half a line behind
+            os.ftruncate(self._events_fd, self.state.events_size)
+            raise OSError(28, "short write to the history (disk full?)", str(self.dir / EVENTS_FILE))
         apply_event(self.state, event)
         self.state.events_size += len(line)
         self._dirty = True
@@ -370,9 +374,23 @@ class Transaction:
         check_transition(current, target)
         return self.record("status", **{"from": current.value, "to": target.value, "reason": reason, **data})
 
-    def save(self) -> None:
-        write_atomic(self.dir / STATE_FILE, json.dumps(self.state.to_dict(), indent=2).encode())
-        self._dirty = False
+    def commit(self) -> None:
+        """Make the appended events durable, then checkpoint the state after them."""
+        if self._events_fd is not None:
+            os.fsync(self._events_fd)
+        if self._dirty:
+            write_atomic(self.dir / STATE_FILE, json.dumps(self.state.to_dict(), indent=2).encode())
+            self._dirty = False
+
+    def rollback(self) -> None:
+        """Take back the events appended by a transaction that failed part-way."""
+        if self._events_fd is not None:
+            os.ftruncate(self._events_fd, self._start_size)
+
+    def close(self) -> None:
+        if self._events_fd is not None:
+            os.close(self._events_fd)
+            self._events_fd = None
 
 
 @contextlib.contextmanager
@@ -389,9 +407,14 @@ def transaction(conv_dir: Path) -> Iterator[Transaction]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             txn = Transaction(conv_dir)
-            yield txn
-            if txn._dirty:
-                txn.save()
+            try:
+                yield txn
+                txn.commit()
+            except BaseException:
+                txn.rollback()
+                raise
+            finally:
+                txn.close()
         finally:
             os.close(fd)
 
@@ -403,6 +426,7 @@ def create(
     base_url: str | None,
     max_iterations: int,
     prompt: str,
+    tool_timeout: float = 600.0,
     home: Path | None = None,
 ) -> Path:
     """Make a new, idle conversation whose history starts with `prompt`; return its directory."""
@@ -424,7 +448,8 @@ def create(
         write_atomic(conv_dir / STATE_FILE, json.dumps(State(id=conv_id).to_dict()).encode())
         with transaction(conv_dir) as txn:
             txn.record(
-                "created", model=model, workspace=workspace, base_url=base_url, max_iterations=max_iterations
+                "created", model=model, workspace=workspace, base_url=base_url, max_iterations=max_iterations,
+                tool_timeout=tool_timeout,
             )
             txn.record("user_message", content=prompt, source="prompt")
     finally:

@@ -32,7 +32,7 @@ from agent_proc.conversation import Transaction, transaction
 from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV
 from agent_proc.providers import find_api_key, parse_model
 from agent_proc.status import STARTABLE, Status
-from agent_proc.tools import TERMINAL_TIMEOUT, TOOL_SPECS, RunningCommand, describe_result
+from agent_proc.tools import TOOL_SPECS, RunningCommand, describe_result
 
 EXIT_FINISHED = 0
 EXIT_ERROR = 1
@@ -148,6 +148,7 @@ class Run:
     config: llm.CallConfig
     workspace: str
     max_iterations: int
+    tool_timeout: float
     messages: list[dict[str, Any]]
     session: requests.Session = field(default_factory=requests.Session)
     activity: Activity = field(default_factory=Activity)
@@ -261,7 +262,7 @@ class Run:
         self.log.info("tool_start", tool="terminal", call_id=call["id"])
         running = RunningCommand(command, self.workspace)
         self.activity = Activity("tool", call=call, command=running)
-        result = running.wait(TERMINAL_TIMEOUT)
+        result = running.wait(self.tool_timeout)
         self.activity = Activity()
         reap_orphans()
         shown = result.output if len(result.output) <= 2000 else result.output[:2000] + "\n[... more ...]"
@@ -395,6 +396,7 @@ def main(conv_id: str) -> int:
         config=llm.CallConfig(ref=ref, base_url=state.base_url or ref.provider.default_base_url, api_key=api_key),
         workspace=state.workspace,
         max_iterations=state.max_iterations,
+        tool_timeout=state.tool_timeout,
         messages=build_messages(events, state.workspace),
         log=log,
     )

@@ -14,7 +14,6 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-TERMINAL_TIMEOUT = 600.0
 OUTPUT_CAP = 64 * 1024  # bytes of output kept for the model: the first half and the last half
 
 TOOL_SPECS = [

@@ -93,6 +93,9 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
         state = control.wait_started(conv_dir, child)
     except control.StartFailed as error:
         raise click.ClickException(str(error)) from None
+    except KeyboardInterrupt:  # Ctrl+C before the child was under way: it must not run on
+        control.abandon_start(conv_dir, child)
+        sys.exit(outcomes.EXIT_PAUSED)
     if detach:
         if as_json:
             _print_json({"id": state.id, "pid": child.pid})
@@ -132,12 +135,14 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdo
               help="Directory the tools work in  [default: current directory]")
 @click.option("--max-iterations", type=click.IntRange(min=1), default=50, show_default=True,
               help="Model calls allowed before the run fails.")
+@click.option("--tool-timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
+              help="Seconds a terminal command may run before it is killed.")
 @_detach
 @_grace
 @_quiet
 @_json
 def run(prompt: str, model: str | None, base_url: str | None, workspace: str, max_iterations: int,
-        detach: bool, grace: float, quiet: bool, as_json: bool) -> None:
+        tool_timeout: float, detach: bool, grace: float, quiet: bool, as_json: bool) -> None:
     """Start an agent run on PROMPT ('-' reads it from stdin).
 
     In the foreground, progress goes to stderr as it happens and the final answer
@@ -156,7 +161,7 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, ma
     chosen = settings.resolve_model(model, base_url)
     settings.check_key(chosen)
     conv_dir = conversation.create(model=chosen.ref.full_name, workspace=workspace, base_url=chosen.base_url,
-                                   max_iterations=max_iterations, prompt=text)
+                                   max_iterations=max_iterations, prompt=text, tool_timeout=tool_timeout)
     _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json)
 
 

@@ -80,6 +80,16 @@ def wait_started(conv_dir: Path, child: subprocess.Popen[bytes], timeout: float 
         time.sleep(0.01)
 
 
+def abandon_start(conv_dir: Path, child: subprocess.Popen[bytes]) -> None:
+    """Stop a child that was asked to stop before `wait_started` returned."""
+    if load_state(conv_dir).runtime.pid == child.pid:
+        stop_run(conv_dir, grace=0.5, requested_by="agent run (Ctrl+C while starting)")
+    else:
+        child.kill()
+    child.wait()
+    reconcile(conv_dir)
+
+
 def _last_line(conv_dir: Path) -> str:
     try:
         lines = (conv_dir / conversation.OUTPUT_FILE).read_text(errors="replace").strip().splitlines()
