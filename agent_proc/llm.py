@@ -10,9 +10,11 @@ and its socket, and the caller still holds the `Partial` with everything receive
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
 import time
+from types import ModuleType
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +22,6 @@ from typing import Any
 import requests
 import urllib3
 
-from agent_proc import wire_openai
 from agent_proc.providers import ModelRef
 
 CONNECT_TIMEOUT = 10.0
@@ -47,6 +48,7 @@ class Partial:
     usage: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     first_byte_ms: float | None = None
+    wire_state: dict[str, Any] = field(default_factory=dict)  # scratch space of the wire module while streaming
 
     def elapsed_ms(self) -> float:
         return round((time.monotonic() - self.started) * 1000, 1)
@@ -147,13 +149,23 @@ def sse_data(lines: Iterator[bytes]) -> Iterator[str]:
         yield "\n".join(buffer)
 
 
+def wire_for(ref: ModelRef) -> ModuleType:
+    """The module that speaks the provider's wire format: `agent_proc.wire_<name>`.
+
+    Each such module has `build_request`, `read_response` and `read_stream_event`
+    (which returns True when the event ends the stream).
+    """
+    return importlib.import_module(f"agent_proc.wire_{ref.provider.wire}")
+
+
 def call_once(
     session: requests.Session, config: CallConfig, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
     partial: Partial, on_delta: OnDelta,
 ) -> Partial:
     """One HTTP request to the model. Fills and returns `partial`; raises `LLMError`."""
-    url, headers, body = wire_openai.build_request(config.ref.model, config.base_url, config.api_key,
-                                                   messages, tools, config.stream)
+    wire = wire_for(config.ref)
+    url, headers, body = wire.build_request(config.ref.model, config.base_url, config.api_key,
+                                            messages, tools, config.stream)
     try:
         with session.post(url, headers=headers, json=body, stream=config.stream,
                           timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as response:
@@ -165,7 +177,7 @@ def call_once(
                     doc = response.json()
                 except ValueError:
                     raise LLMError("the model API answered with invalid JSON", retryable=False) from None
-                wire_openai.read_response(doc, partial)
+                wire.read_response(doc, partial)
                 return partial
             done = False
             for data in sse_data(_lines(_arrivals(response))):
@@ -178,7 +190,9 @@ def call_once(
                     event = json.loads(data)
                 except ValueError:
                     raise LLMError(f"malformed event in the model's stream: {data[:120]!r}", retryable=False) from None
-                wire_openai.read_stream_event(event, partial, on_delta)
+                if wire.read_stream_event(event, partial, on_delta):
+                    done = True
+                    break
             if not done and partial.finish_reason is None:
                 raise LLMError("the model's stream ended before it was complete", retryable=True)
             return partial

@@ -24,6 +24,7 @@ PROVIDERS: dict[str, Provider] = {
     p.name: p
     for p in (
         Provider("openai", "https://api.openai.com/v1", ("OPENAI_API_KEY",)),
+        Provider("anthropic", "https://api.anthropic.com/v1", ("ANTHROPIC_API_KEY",), wire="anthropic"),
     )
 }
 

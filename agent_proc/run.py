@@ -323,6 +323,7 @@ class Run:
         activity, self.activity = self.activity, Activity()
         if activity.command is not None:
             activity.command.kill()
+        end_descendants()  # nothing of the run may outlive the moment it is marked paused
         self.session.close()
         with transaction(self.conv_dir) as txn:
             detail: dict[str, Any] = {"during": activity.kind, "signal": signal_name}

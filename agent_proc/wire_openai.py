@@ -65,8 +65,9 @@ def read_response(doc: dict[str, Any], partial: Partial) -> None:
     partial.usage = read_usage(doc.get("usage"))
 
 
-def read_stream_event(event: dict[str, Any], partial: Partial, on_delta: OnDelta) -> None:
-    """Fold one `chat.completion.chunk` into `partial`."""
+def read_stream_event(event: dict[str, Any], partial: Partial, on_delta: OnDelta) -> bool:
+    """Fold one `chat.completion.chunk` into `partial`. The stream's end is the
+    `[DONE]` sentinel, not an event, so this always returns False."""
     if event.get("error"):
         from agent_proc.llm import LLMError
 
@@ -89,3 +90,4 @@ def read_stream_event(event: dict[str, Any], partial: Partial, on_delta: OnDelta
             slot.arguments += function.get("arguments") or ""
         if choice.get("finish_reason"):
             partial.finish_reason = choice["finish_reason"]
+    return False
