@@ -14,9 +14,9 @@ import importlib
 import json
 import random
 import time
-from types import ModuleType
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import requests
