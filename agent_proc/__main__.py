@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import sys
 
-USAGE = "usage: python -m agent_proc run CONVERSATION_ID"
+USAGE = "usage: python -m agent_proc run CONVERSATION_ID [--keep-partial]"
 
 
 def entry(argv: list[str]) -> int:
+    keep_partial = "--keep-partial" in argv
+    argv = [a for a in argv if a != "--keep-partial"]
     if len(argv) != 2 or argv[0] != "run":
         print(USAGE, file=sys.stderr)
         return 2
@@ -20,7 +22,7 @@ def entry(argv: list[str]) -> int:
     from agent_proc.run import main
 
     try:
-        return main(argv[1])
+        return main(argv[1], keep_partial=keep_partial)
     except ConversationError as error:
         print(f"agent_proc: {error}", file=sys.stderr)
         return 2

@@ -130,6 +130,23 @@ class Runtime:
     stop: dict[str, Any] | None = None  # how the last run was stopped from outside, if it was
 
 
+ON_TIMEOUT_CHOICES = ("retry", "error", "pause")
+
+
+@dataclass
+class Settings:
+    """How a run behaves; chosen at `agent run`, changeable at `agent resume`."""
+
+    max_iterations: int = 50  # model calls per start of the child
+    tool_timeout: float = 600.0  # seconds a terminal command may run
+    stream: bool = True  # stream model output (SSE)
+    llm_timeout: float | None = None  # hard wall-clock limit on one model call, enforced from outside
+    idle_timeout: float | None = None  # no byte from the server for this long ends the call
+    on_timeout: str = "retry"  # what a timed-out call does next: one of ON_TIMEOUT_CHOICES
+    run_timeout: float | None = None  # wall-clock limit on one start of the run, enforced from outside
+    max_cost: float | None = None  # USD; the run stops before a call that would exceed it
+
+
 @dataclass
 class Metrics:
     iterations: int = 0
@@ -145,16 +162,17 @@ class State:
     id: str
     status: Status = Status.IDLE
     status_reason: str | None = None
+    status_kind: str | None = None  # machine-readable cause of `error` or `paused`: "timeout", "budget", ...
     model: str = ""
     base_url: str | None = None
     workspace: str = ""
-    max_iterations: int = 50
-    tool_timeout: float = 600.0
+    settings: Settings = field(default_factory=Settings)
     created_at: str = ""
     updated_at: str = ""
     final_answer: str | None = None
     pause_requested: bool = False
     inbox_cursor: str = ""  # name of the last inbox file taken into the history
+    current_call: dict[str, Any] | None = None  # the model call in flight: {"n", "attempt", "started"} (epoch s)
     metrics: Metrics = field(default_factory=Metrics)
     runtime: Runtime = field(default_factory=Runtime)
     events_seq: int = 0  # seq of the last event folded into this state
@@ -172,6 +190,7 @@ class State:
         values = {k: v for k, v in doc.items() if k in known}
         values["status"] = Status(values.get("status", "idle"))
         values["metrics"] = _build(Metrics, values.get("metrics") or {})
+        values["settings"] = _build(Settings, values.get("settings") or {})
         values["runtime"] = _build(Runtime, values.get("runtime") or {})
         return cls(**values)
 
@@ -190,17 +209,23 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
         state.model = event["model"]
         state.base_url = event.get("base_url")
         state.workspace = event["workspace"]
-        state.max_iterations = event["max_iterations"]
-        state.tool_timeout = event.get("tool_timeout", state.tool_timeout)
+        state.settings = _build(Settings, event.get("settings") or {})
         state.created_at = event["ts"]
+    elif kind == "settings_changed":
+        state.settings = _build(Settings, {**dataclasses.asdict(state.settings), **event["settings"]})
     elif kind == "status":
         state.status = Status(event["to"])
         state.status_reason = event.get("reason")
+        state.status_kind = event.get("kind")
         state.pause_requested = False
+        state.current_call = None
         if event["to"] == Status.FINISHED.value:
             state.final_answer = event.get("answer")
         if event["to"] == Status.RUNNING.value:
             state.final_answer = None
+    elif kind == "status_explained":
+        state.status_reason = event.get("reason")
+        state.status_kind = event.get("kind")
     elif kind == "started":
         state.runtime = Runtime(
             pid=event["pid"],
@@ -219,7 +244,12 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
     elif kind == "user_message":
         if inbox_id := event.get("inbox_id"):
             state.inbox_cursor = max(state.inbox_cursor, inbox_id)
+    elif kind == "model_call_started":
+        state.current_call = {"n": event["n"], "attempt": event["attempt"], "started": event["started"]}
+    elif kind == "model_attempt_failed":
+        state.current_call = None
     elif kind == "model_message":
+        state.current_call = None
         state.metrics.model_calls += 1
         if not event.get("partial"):
             state.metrics.iterations += 1
@@ -319,7 +349,7 @@ def read_events(conv_dir: Path, offset: int = 0) -> tuple[list[dict[str, Any]], 
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block is done, so no write is torn by them.
+    """Hold SIGINT, SIGTERM and SIGUSR1 until the block is done, so no write is torn by them.
 
     Only the main thread receives Python signal handlers, so elsewhere this does nothing.
     """
@@ -328,7 +358,7 @@ def signals_deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         yield
@@ -424,9 +454,8 @@ def create(
     model: str,
     workspace: str,
     base_url: str | None,
-    max_iterations: int,
     prompt: str,
-    tool_timeout: float = 600.0,
+    settings: Settings | None = None,
     home: Path | None = None,
 ) -> Path:
     """Make a new, idle conversation whose history starts with `prompt`; return its directory."""
@@ -448,8 +477,8 @@ def create(
         write_atomic(conv_dir / STATE_FILE, json.dumps(State(id=conv_id).to_dict()).encode())
         with transaction(conv_dir) as txn:
             txn.record(
-                "created", model=model, workspace=workspace, base_url=base_url, max_iterations=max_iterations,
-                tool_timeout=tool_timeout,
+                "created", model=model, workspace=workspace, base_url=base_url,
+                settings=dataclasses.asdict(settings or Settings()),
             )
             txn.record("user_message", content=prompt, source="prompt")
     finally:

@@ -60,13 +60,25 @@ class Partial:
 
 
 class LLMError(Exception):
-    """A model call that failed; `retryable` says whether trying again may help."""
+    """A model call that failed; `retryable` says whether trying again may help.
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None):
+    `kind` is "http" (an error status), "timeout" (too slow: --idle-timeout or the
+    supervisor's --llm-timeout), "connection", "stream" (broken or malformed) or "response".
+    """
+
+    def __init__(self, message: str, *, retryable: bool, kind: str = "http", status: int | None = None,
+                 retry_after: float | None = None):
         super().__init__(message)
         self.retryable = retryable
+        self.kind = kind
         self.status = status
         self.retry_after = retry_after
+
+
+class CallTimeout(BaseException):
+    """Raised in the main thread when the supervisor's watchdog says the call in flight
+    has run past --llm-timeout (it sends SIGUSR1). Like KeyboardInterrupt, it abandons
+    the blocking read and closes the connection."""
 
 
 @dataclass
@@ -75,12 +87,15 @@ class CallConfig:
     base_url: str
     api_key: str | None
     stream: bool = True
+    idle_timeout: float | None = None  # seconds without a byte before the call is given up
+    retry_timeouts: bool = True  # whether a timed-out attempt is tried again
 
 
 # Called with ("text" | "reasoning", fragment) as a stream delivers it.
 OnDelta = Callable[[str, str], None]
-# Called before a retry with (attempt that failed, error, seconds to wait).
-OnRetry = Callable[[int, LLMError, float], None]
+# Called after a failed attempt with (attempt, error, what it produced, seconds until the
+# next attempt or None when there is none).
+OnFailure = Callable[[int, LLMError, "Partial", "float | None"], None]
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -168,7 +183,7 @@ def call_once(
                                             messages, tools, config.stream)
     try:
         with session.post(url, headers=headers, json=body, stream=config.stream,
-                          timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as response:
+                          timeout=(CONNECT_TIMEOUT, config.idle_timeout or READ_TIMEOUT)) as response:
             if response.status_code >= 400:
                 raise _error_from_response(response)
             if not config.stream:
@@ -176,7 +191,8 @@ def call_once(
                 try:
                     doc = response.json()
                 except ValueError:
-                    raise LLMError("the model API answered with invalid JSON", retryable=False) from None
+                    raise LLMError("the model API answered with invalid JSON", retryable=False,
+                                   kind="response") from None
                 wire.read_response(doc, partial)
                 return partial
             done = False
@@ -189,21 +205,29 @@ def call_once(
                 try:
                     event = json.loads(data)
                 except ValueError:
-                    raise LLMError(f"malformed event in the model's stream: {data[:120]!r}", retryable=False) from None
+                    raise LLMError(f"malformed event in the model's stream: {data[:120]!r}", retryable=False,
+                                   kind="stream") from None
                 if wire.read_stream_event(event, partial, on_delta):
                     done = True
                     break
             if not done and partial.finish_reason is None:
-                raise LLMError("the model's stream ended before it was complete", retryable=True)
+                raise LLMError("the model's stream ended before it was complete", retryable=True, kind="stream")
             return partial
-    except (requests.Timeout, urllib3.exceptions.TimeoutError) as e:
-        raise LLMError(f"the model API did not answer in time: {e}", retryable=True) from None
-    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
-        raise LLMError(f"connection to the model API failed: {e}", retryable=True) from None
+    except CallTimeout:
+        raise LLMError("the model call ran past --llm-timeout and was abandoned", retryable=config.retry_timeouts,
+                       kind="timeout") from None
+    except (requests.Timeout, urllib3.exceptions.TimeoutError):
+        idle = config.idle_timeout or READ_TIMEOUT
+        raise LLMError(f"no data from the model API for {idle:g} s", retryable=config.retry_timeouts,
+                       kind="timeout") from None
+    except requests.exceptions.ChunkedEncodingError as e:
+        raise LLMError(f"the model's stream broke off: {e}", retryable=True, kind="stream") from None
+    except requests.ConnectionError as e:
+        raise LLMError(f"connection to the model API failed: {e}", retryable=True, kind="connection") from None
     except urllib3.exceptions.HTTPError as e:  # raised from inside the stream, which bypasses requests
-        raise LLMError(f"the model's stream broke off: {e}", retryable=True) from None
+        raise LLMError(f"the model's stream broke off: {e}", retryable=True, kind="stream") from None
     except requests.RequestException as e:
-        raise LLMError(f"request to the model API failed: {e}", retryable=False) from None
+        raise LLMError(f"request to the model API failed: {e}", retryable=False, kind="connection") from None
 
 
 def backoff_seconds(attempt: int, error: LLMError) -> float:
@@ -216,21 +240,23 @@ def backoff_seconds(attempt: int, error: LLMError) -> float:
 
 def complete(
     session: requests.Session, config: CallConfig, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-    *, on_delta: OnDelta, on_retry: OnRetry, new_partial: Callable[[], Partial],
+    *, on_delta: OnDelta, on_failure: OnFailure, new_partial: Callable[[int], Partial],
 ) -> Partial:
-    """Call the model, retrying rate limits, server errors and dropped connections.
+    """Call the model, retrying rate limits, server errors, dropped connections and
+    (if `config.retry_timeouts`) timeouts, at most MAX_ATTEMPTS times in all.
 
-    `new_partial` is asked for a fresh `Partial` before each attempt, so the caller
-    always knows which one is in flight.
+    `new_partial(attempt)` is asked for a fresh `Partial` before each attempt, so the
+    caller always knows which one is in flight; `on_failure` hears of every failed one.
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        partial = new_partial()
+        partial = new_partial(attempt)
         try:
             return call_once(session, config, messages, tools, partial, on_delta)
         except LLMError as error:
-            if not error.retryable or attempt == MAX_ATTEMPTS:
+            last = not error.retryable or attempt == MAX_ATTEMPTS
+            wait = None if last else backoff_seconds(attempt, error)
+            on_failure(attempt, error, partial, wait)
+            if wait is None:
                 raise
-            wait = backoff_seconds(attempt, error)
-            on_retry(attempt, error, wait)
             time.sleep(wait)  # SIGINT ends this sleep at once with KeyboardInterrupt
     raise AssertionError("unreachable")

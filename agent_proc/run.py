@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import requests
 import structlog
 
 from agent_proc import conversation, llm, logs
-from agent_proc.conversation import Transaction, transaction
+from agent_proc.conversation import Settings, Transaction, transaction
 from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV
 from agent_proc.providers import find_api_key, parse_model
 from agent_proc.status import STARTABLE, Status
@@ -91,19 +92,23 @@ def end_descendants() -> None:
     reap_orphans()
 
 
-def build_messages(events: list[dict[str, Any]], workspace: str) -> list[dict[str, Any]]:
+def build_messages(events: list[dict[str, Any]], workspace: str, *, keep_partial: bool = False) -> list[dict[str, Any]]:
     """The chat messages the model is sent, from the history.
 
     Valid whatever order the events came in: each assistant message is followed by
     one result per tool call it made, taken from the history or, for a call that was
     cut off, a result saying it was interrupted. Partial (interrupted) model output
-    is not sent back as if the model had said it.
+    is not sent back as if the model had said it, unless `keep_partial`: then its
+    text goes back as an assistant message (its unfinished tool calls never do).
     """
     results = {e["call_id"]: e for e in events if e["type"] == "tool_result"}
     messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT.format(workspace=workspace)}]
     for event in events:
         if event["type"] == "user_message":
             messages.append({"role": "user", "content": event["content"]})
+        elif event["type"] == "model_message" and event.get("partial"):
+            if keep_partial and event.get("content"):
+                messages.append({"role": "assistant", "content": event["content"]})
         elif event["type"] == "model_message" and not event.get("partial"):
             message: dict[str, Any] = {"role": "assistant", "content": event.get("content") or None}
             calls = event.get("tool_calls") or []
@@ -147,8 +152,7 @@ class Run:
     conv_dir: Path
     config: llm.CallConfig
     workspace: str
-    max_iterations: int
-    tool_timeout: float
+    settings: Settings
     messages: list[dict[str, Any]]
     session: requests.Session = field(default_factory=requests.Session)
     activity: Activity = field(default_factory=Activity)
@@ -161,8 +165,8 @@ class Run:
         while True:
             if (code := self.take_messages_or_pause()) is not None:
                 return code
-            if self.model_calls >= self.max_iterations:
-                message = f"reached --max-iterations ({self.max_iterations}) without finishing"
+            if self.model_calls >= self.settings.max_iterations:
+                message = f"reached --max-iterations ({self.settings.max_iterations}) without finishing"
                 return self.fail(message, "max_iterations")
             message = self.call_model()
             calls = message["tool_calls"]
@@ -193,12 +197,12 @@ class Run:
             self._skip(txn, skip)
             return self._pause(txn)
 
-    def _pause(self, txn: Transaction) -> int:
+    def _pause(self, txn: Transaction, reason: str = "pause requested", kind: str = "pause") -> int:
         conversation.take_inbox(txn)
-        txn.set_status(Status.PAUSED, "pause requested")
+        txn.set_status(Status.PAUSED, reason, kind=kind)
         _ignore_stop_signals()  # the outcome is written; a late signal must not undo it
-        say("\n[paused] as requested\n")
-        self.log.info("paused", reason="pause requested")
+        say(f"\n[paused] {reason}\n")
+        self.log.info("paused", reason=reason)
         return EXIT_PAUSED
 
     # ------------------------------------------------------------------ steps
@@ -208,22 +212,29 @@ class Run:
         say(f"\n[model] call {self.model_calls} ({self.config.ref.full_name})\n")
         self.log.info("model_call", n=self.model_calls, messages=len(self.messages))
 
-        def new_partial() -> llm.Partial:
+        def new_partial(attempt: int) -> llm.Partial:
+            with transaction(self.conv_dir) as txn:
+                txn.record("model_call_started", n=self.model_calls, attempt=attempt, started=time.time())
             self.activity = Activity("model_call", partial=llm.Partial())
             return self.activity.partial  # type: ignore[return-value]
 
         def on_delta(kind: str, text: str) -> None:
             say(text)
 
-        def on_retry(attempt: int, error: llm.LLMError, wait: float) -> None:
-            say(f"\n[retry] attempt {attempt} failed ({error}); trying again in {wait:.1f} s\n")
-            self.log.warning("model_call_retry", attempt=attempt, error=str(error), wait_s=wait)
+        def on_failure(attempt: int, error: llm.LLMError, partial: llm.Partial, wait: float | None) -> None:
+            self.activity = Activity()
+            then = f"trying again in {wait:.1f} s" if wait is not None else "giving up"
+            say(f"\n[model error] attempt {attempt}: {error}; {then}\n")
+            self.log.warning("model_call_failed", attempt=attempt, error=str(error), kind=error.kind, wait_s=wait)
             with transaction(self.conv_dir) as txn:
-                txn.record("model_attempt_failed", attempt=attempt, error=str(error), status=error.status,
-                           retry_in_s=round(wait, 2))
+                if partial.content or partial.reasoning or partial.tool_calls:
+                    outcome = "timeout" if error.kind == "timeout" else "failed"
+                    txn.record("model_message", **self._model_event(partial, outcome=outcome))
+                txn.record("model_attempt_failed", attempt=attempt, error=str(error), kind=error.kind,
+                           status=error.status, retry_in_s=None if wait is None else round(wait, 2))
 
         partial = llm.complete(self.session, self.config, self.messages, TOOL_SPECS,
-                               on_delta=on_delta, on_retry=on_retry, new_partial=new_partial)
+                               on_delta=on_delta, on_failure=on_failure, new_partial=new_partial)
         self.activity = Activity()
         message = self._model_event(partial, outcome="complete")
         with transaction(self.conv_dir) as txn:
@@ -262,7 +273,7 @@ class Run:
         self.log.info("tool_start", tool="terminal", call_id=call["id"])
         running = RunningCommand(command, self.workspace)
         self.activity = Activity("tool", call=call, command=running)
-        result = running.wait(self.tool_timeout)
+        result = running.wait(self.settings.tool_timeout)
         self.activity = Activity()
         reap_orphans()
         shown = result.output if len(result.output) <= 2000 else result.output[:2000] + "\n[... more ...]"
@@ -312,11 +323,18 @@ class Run:
             txn.record("error", kind=kind, message=message)
             conversation.take_inbox(txn)
             if txn.state.status is Status.RUNNING:
-                txn.set_status(Status.ERROR, message)
+                txn.set_status(Status.ERROR, message, kind=kind)
             _ignore_stop_signals()
         say(f"\n[error] {message}\n")
         self.log.error("run_failed", kind=kind, message=message)
         return EXIT_ERROR
+
+    def timed_out(self, error: llm.LLMError) -> int:
+        """A model call timed out and is not retried: pause or fail, as --on-timeout says."""
+        if self.settings.on_timeout == "pause":
+            with transaction(self.conv_dir) as txn:
+                return self._pause(txn, reason=str(error), kind="llm_timeout")
+        return self.fail(str(error), "llm_timeout")
 
     def stop_interrupted(self, signal_name: str) -> int:
         """Record what was in flight when the signal came, and pause the conversation."""
@@ -339,7 +357,7 @@ class Run:
             txn.record("interrupted", **detail)
             conversation.take_inbox(txn)
             if txn.state.status is Status.RUNNING:
-                txn.set_status(Status.PAUSED, f"interrupted by {signal_name}")
+                txn.set_status(Status.PAUSED, f"interrupted by {signal_name}", kind="interrupt")
         say(f"\n[interrupted] by {signal_name} during {activity.kind}; conversation paused\n")
         self.log.info("interrupted", signal=signal_name, during=activity.kind)
         return EXIT_PAUSED
@@ -356,15 +374,28 @@ def _parse_arguments(call: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
 
 
 def _ignore_stop_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
 
 
-def main(conv_id: str) -> int:
+def die_with_supervisor() -> None:
+    """Get SIGINT if the supervising process dies, so a run never goes on unwatched:
+    it pauses itself as if interrupted."""
+    supervisor_pid = int(os.environ.get(SUPERVISOR_ENV) or 0)
+    if not supervisor_pid or not sys.platform.startswith("linux"):
+        return
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+    if os.getppid() != supervisor_pid:  # it died before we asked
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def main(conv_id: str, *, keep_partial: bool = False) -> int:
     """Run the conversation `conv_id` until it finishes, fails, pauses or is interrupted."""
     # SIGINT may be ignored on entry (nohup, cron, `&` in a script); we always honour it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until a model call is there to time out
     become_subreaper()
 
     conv_dir = conversation.resolve(conv_id)
@@ -392,15 +423,24 @@ def main(conv_id: str) -> int:
         state = txn.state
 
     log.info("run_started", pid=os.getpid(), resumed=resumed, model=state.model)
+    settings = state.settings
     run = Run(
         conv_dir=conv_dir,
-        config=llm.CallConfig(ref=ref, base_url=state.base_url or ref.provider.default_base_url, api_key=api_key),
+        config=llm.CallConfig(ref=ref, base_url=state.base_url or ref.provider.default_base_url, api_key=api_key,
+                              stream=settings.stream, idle_timeout=settings.idle_timeout,
+                              retry_timeouts=settings.on_timeout == "retry"),
         workspace=state.workspace,
-        max_iterations=state.max_iterations,
-        tool_timeout=state.tool_timeout,
-        messages=build_messages(events, state.workspace),
+        settings=settings,
+        messages=build_messages(events, state.workspace, keep_partial=keep_partial),
         log=log,
     )
+
+    def on_watchdog(signum: int, frame: Any) -> None:
+        if run.activity.kind == "model_call":  # a late signal after the call ended is moot
+            raise llm.CallTimeout()
+
+    signal.signal(signal.SIGUSR1, on_watchdog)
+    die_with_supervisor()
     try:
         code = run.loop()
     except KeyboardInterrupt:
@@ -411,7 +451,10 @@ def main(conv_id: str) -> int:
         code = run.stop_interrupted("SIGTERM")
     except llm.LLMError as error:
         _ignore_stop_signals()
-        code = run.fail(str(error), "llm")
+        code = run.timed_out(error) if error.kind == "timeout" else run.fail(str(error), "llm")
+    except llm.CallTimeout:  # the watchdog's signal landed just outside the HTTP request
+        _ignore_stop_signals()
+        code = run.timed_out(llm.LLMError("the model call ran past --llm-timeout", retryable=False, kind="timeout"))
     except Exception as error:  # a bug must still leave the conversation consistent
         _ignore_stop_signals()
         log.exception("crashed")

@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from agent_proc import conversation
 from agent_proc.conversation import State
-from supervisor import control
+from supervisor import control, watchdog
 
 POLL = 0.05
 
@@ -67,7 +67,8 @@ class Outcome:
 
 
 def supervise(conv_dir: Path, child: subprocess.Popen[bytes], *, grace: float, show: bool, offset: int) -> Outcome:
-    """Show the run's output until its process exits, and stop it on Ctrl+C or SIGTERM.
+    """Watch the run until its process exits: show its output (if `show`), enforce its
+    limits (`watchdog`), and stop it on Ctrl+C or SIGTERM.
 
     The first SIGINT or SIGTERM stops the run exactly as `agent interrupt` does; a
     second one during that stop kills at once.
@@ -81,11 +82,13 @@ def supervise(conv_dir: Path, child: subprocess.Popen[bytes], *, grace: float, s
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     out = sys.stderr.buffer if show else open(os.devnull, "wb")  # noqa: SIM115
+    dog = watchdog.Watchdog.for_run(conv_dir, child, grace)
     report = None
     try:
         try:
-            while child.poll() is None:
+            while child.poll() is None and report is None:
                 offset = copy_output(conv_dir, offset, out)
+                report = dog.check()
                 time.sleep(POLL)
         except StopRequested as stop:
             out.write(f"\n[agent] {stop}: stopping run {conv_dir.name} (again to kill at once)\n".encode())

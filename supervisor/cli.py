@@ -7,6 +7,7 @@ cause is one line on stderr and an exit code from `outcomes`, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from typing import Any
 import click
 
 from agent_proc import conversation
-from agent_proc.conversation import ConversationError
+from agent_proc.conversation import ON_TIMEOUT_CHOICES, ConversationError, Settings
 from agent_proc.status import STARTABLE, IllegalTransition, Status
 from supervisor import __version__, outcomes
 from supervisor.settings import SettingsError
@@ -81,14 +82,26 @@ def _print_json(doc: Any) -> None:
     click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
 
 
-def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: bool) -> None:
-    """Start a child for the conversation and wait until it has taken it over; then
-    either return (detached) or show the run until it ends and exit with the code its
-    outcome maps to."""
+def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: bool,
+           keep_partial: bool = False) -> None:
+    """Start the run and wait until its child has taken the conversation over; then
+    either return (detached: a watcher process supervises it) or supervise it here,
+    showing its output, and exit with the code its outcome maps to."""
     from supervisor import attach, control, render
 
     output_from = attach.output_size(conv_dir)  # a resumed run shows only what is new
-    child = control.spawn_child(conv_dir, supervisor_pid=None if detach else os.getpid())
+    if detach:
+        watcher = control.spawn_watcher(conv_dir, grace=grace, keep_partial=keep_partial)
+        try:
+            state = control.wait_started(conv_dir, watcher, as_supervisor=True)
+        except control.StartFailed as error:
+            raise click.ClickException(str(error)) from None
+        if as_json:
+            _print_json({"id": state.id, "pid": state.runtime.pid, "supervisor_pid": watcher.pid})
+        else:
+            click.echo(state.id)
+        return
+    child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), keep_partial=keep_partial)
     try:
         state = control.wait_started(conv_dir, child)
     except control.StartFailed as error:
@@ -96,12 +109,6 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
     except KeyboardInterrupt:  # Ctrl+C before the child was under way: it must not run on
         control.abandon_start(conv_dir, child)
         sys.exit(outcomes.EXIT_PAUSED)
-    if detach:
-        if as_json:
-            _print_json({"id": state.id, "pid": child.pid})
-        else:
-            click.echo(state.id)
-        return
     if not quiet:
         click.echo(f"[agent] run {state.id} started (pid {child.pid}, model {state.model})", err=True)
     outcome = attach.supervise(conv_dir, child, grace=grace, show=not quiet, offset=output_from)
@@ -114,7 +121,7 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
         click.echo(state.final_answer or "")
     else:
         click.echo(f"[agent] {state.id} {state.status.value}: {state.status_reason}", err=True)
-    code = outcomes.exit_code_for(state.status)
+    code = outcomes.exit_code_for(state)
     if outcome.stopped_by == signal.SIGTERM and state.status is Status.PAUSED:
         code = outcomes.EXIT_TERMINATED
     sys.exit(code)
@@ -127,22 +134,47 @@ _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 
 
+def _limits(command: Any) -> Any:
+    """Options that set a run's limits, shared by `run` and `resume` (which changes
+    only what it is given)."""
+    seconds = click.FloatRange(min=0, min_open=True)
+    options = [
+        click.option("--max-iterations", type=click.IntRange(min=1),
+                     help="Model calls allowed per start before the run fails.  [default: 50]"),
+        click.option("--tool-timeout", type=seconds, help="Seconds a terminal command may run.  [default: 600]"),
+        click.option("--llm-timeout", type=seconds,
+                     help="Hard limit in seconds on one model call, enforced from outside the child."),
+        click.option("--idle-timeout", type=seconds, help="End a model call after this many seconds without a byte."),
+        click.option("--on-timeout", type=click.Choice(ON_TIMEOUT_CHOICES),
+                     help="What a timed-out model call does next.  [default: retry]"),
+        click.option("--timeout", "run_timeout", type=seconds,
+                     help="Stop the run after this many seconds (status error, exit 124)."),
+        click.option("--max-cost", type=click.FloatRange(min=0),
+                     help="USD: stop before a model call that would go past it (status error, exit 4)."),
+        click.option("--stream/--no-stream", default=None, help="Stream model output (default) or not."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _given(**limits: Any) -> dict[str, Any]:
+    return {k: v for k, v in limits.items() if v is not None}
+
+
 @cli.command()
 @click.argument("prompt")
 @click.option("-m", "--model", help="provider/model, e.g. openai/gpt-4o  [default: $LLM_MODEL]")
 @click.option("--base-url", help="API endpoint  [default: $LLM_BASE_URL, else the provider's]")
 @click.option("-w", "--workspace", type=click.Path(exists=True, file_okay=False, resolve_path=True), default=".",
               help="Directory the tools work in  [default: current directory]")
-@click.option("--max-iterations", type=click.IntRange(min=1), default=50, show_default=True,
-              help="Model calls allowed before the run fails.")
-@click.option("--tool-timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
-              help="Seconds a terminal command may run before it is killed.")
+@_limits
 @_detach
 @_grace
 @_quiet
 @_json
-def run(prompt: str, model: str | None, base_url: str | None, workspace: str, max_iterations: int,
-        tool_timeout: float, detach: bool, grace: float, quiet: bool, as_json: bool) -> None:
+def run(prompt: str, model: str | None, base_url: str | None, workspace: str, detach: bool, grace: float,
+        quiet: bool, as_json: bool, **limits: Any) -> None:
     """Start an agent run on PROMPT ('-' reads it from stdin).
 
     In the foreground, progress goes to stderr as it happens and the final answer
@@ -153,33 +185,41 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, ma
     Examples:
       agent run "what is in this directory?" -m openai/gpt-4o
       echo "fix the failing test" | agent run - -w ~/src/app
-      id=$(agent run -d "summarise README.md") && agent wait "$id"
+      id=$(agent run -d --timeout 600 "summarise README.md") && agent wait "$id"
     """
     from supervisor import settings
 
     text = _read_text(prompt, "prompt")
     chosen = settings.resolve_model(model, base_url)
     settings.check_key(chosen)
+    run_settings = Settings(**_given(**limits))
+    settings.check_budget(chosen, run_settings)
     conv_dir = conversation.create(model=chosen.ref.full_name, workspace=workspace, base_url=chosen.base_url,
-                                   max_iterations=max_iterations, prompt=text, tool_timeout=tool_timeout)
+                                   prompt=text, settings=run_settings)
     _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json)
 
 
 @cli.command()
 @click.argument("conv_id", metavar="ID")
+@click.option("--keep-partial", is_flag=True,
+              help="Send the model its own partial output from an interrupted call, instead of dropping it.")
+@_limits
 @_detach
 @_grace
 @_quiet
 @_json
-def resume(conv_id: str, detach: bool, grace: float, quiet: bool, as_json: bool) -> None:
+def resume(conv_id: str, keep_partial: bool, detach: bool, grace: float, quiet: bool, as_json: bool,
+           **limits: Any) -> None:
     """Carry on with a paused (or failed, or finished) conversation.
 
     Messages given with `agent send` since it stopped are taken in first. A tool
-    call that was cut off gets a result saying it was interrupted.
+    call that was cut off gets a result saying it was interrupted. Limits given
+    here replace the ones the run had.
 
     \b
     Examples:
       agent resume 3f9a
+      agent resume 3f9a --llm-timeout 120 --keep-partial
       agent send 3f9a "also update the docs" && agent resume -d 3f9a
     """
     from agent_proc.providers import parse_model
@@ -193,8 +233,14 @@ def resume(conv_id: str, detach: bool, grace: float, quiet: bool, as_json: bool)
         raise UsageError(f"conversation {state.id} is {state.status.value} and cannot be resumed")
     if state.status is Status.FINISHED and not _has_new_message(conv_dir):
         raise UsageError(f"conversation {state.id} has finished; `agent send {state.id} MESSAGE` to give it more")
-    settings.check_key(settings.ModelSettings(parse_model(state.model), state.base_url or ""))
-    _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json)
+    chosen = settings.ModelSettings(parse_model(state.model), state.base_url or "")
+    settings.check_key(chosen)
+    if changed := _given(**limits):
+        new_settings = Settings(**{**dataclasses.asdict(state.settings), **changed})
+        settings.check_budget(chosen, new_settings)
+        with conversation.transaction(conv_dir) as txn:
+            txn.record("settings_changed", settings=changed)
+    _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json, keep_partial=keep_partial)
 
 
 def _has_new_message(conv_dir: Path) -> bool:
@@ -399,7 +445,7 @@ def wait(conv_id: str, timeout: float | None, as_json: bool) -> None:
     else:
         click.echo(f"{state.id} {state.status.value}" + (f": {state.status_reason}" if state.status_reason else ""),
                    err=True)
-    sys.exit(outcomes.exit_code_for(state.status))
+    sys.exit(outcomes.exit_code_for(state))
 
 
 @cli.command()

@@ -37,7 +37,11 @@ class StartFailed(Exception):
 # --------------------------------------------------------------------------- starting
 
 
-def spawn_child(conv_dir: Path, *, supervisor_pid: int | None) -> subprocess.Popen[bytes]:
+def _open_output(conv_dir: Path) -> int:
+    return os.open(conv_dir / conversation.OUTPUT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+
+def spawn_child(conv_dir: Path, *, supervisor_pid: int | None, keep_partial: bool = False) -> subprocess.Popen[bytes]:
     """Start `python -m agent_proc run ID` for the conversation, in a session of its own.
 
     Its own session keeps a terminal's Ctrl+C away from it: the supervisor decides
@@ -50,10 +54,10 @@ def spawn_child(conv_dir: Path, *, supervisor_pid: int | None) -> subprocess.Pop
     env.pop(SUPERVISOR_ENV, None)
     if supervisor_pid:
         env[SUPERVISOR_ENV] = str(supervisor_pid)
-    out = os.open(conv_dir / conversation.OUTPUT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    out = _open_output(conv_dir)
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "agent_proc", "run", state.id],
+            [sys.executable, "-m", "agent_proc", "run", state.id, *(["--keep-partial"] if keep_partial else [])],
             cwd=state.workspace,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -65,17 +69,40 @@ def spawn_child(conv_dir: Path, *, supervisor_pid: int | None) -> subprocess.Pop
         os.close(out)
 
 
-def wait_started(conv_dir: Path, child: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> State:
-    """Wait until the child has recorded itself as the conversation's process."""
+def spawn_watcher(conv_dir: Path, *, grace: float, keep_partial: bool = False) -> subprocess.Popen[bytes]:
+    """Start the process that supervises a detached run (`python -m supervisor.watcher`):
+    it starts the child, enforces the run's limits and records how it ended."""
+    env = {**os.environ, "AGENT_HOME": str(conv_dir.parent.parent)}
+    out = _open_output(conv_dir)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "supervisor.watcher", conv_dir.name, "--grace", str(grace),
+             *(["--keep-partial"] if keep_partial else [])],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            env=env,
+            start_new_session=True,
+        )
+    finally:
+        os.close(out)
+
+
+def wait_started(conv_dir: Path, process: subprocess.Popen[bytes], timeout: float = START_TIMEOUT,
+                 *, as_supervisor: bool = False) -> State:
+    """Wait until the child has recorded itself as the conversation's process (started
+    by `process` itself, or, with `as_supervisor`, by the watcher `process`)."""
     deadline = time.monotonic() + timeout
     while True:
         state = load_state(conv_dir)
-        if state.runtime.pid == child.pid:
+        runtime = state.runtime
+        if (runtime.supervisor_pid if as_supervisor else runtime.pid) == process.pid:
             return state
-        if child.poll() is not None:
-            raise StartFailed(f"the run's process exited ({child.returncode}) before starting: {_last_line(conv_dir)}")
+        if process.poll() is not None:
+            raise StartFailed(f"the run's process exited ({process.returncode}) before starting: "
+                              f"{_last_line(conv_dir)}")
         if time.monotonic() > deadline:
-            child.kill()
+            process.kill()
             raise StartFailed(f"the run's process did not start within {timeout:.0f} s")
         time.sleep(0.01)
 

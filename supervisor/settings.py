@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from agent_proc.conversation import Settings
 from agent_proc.providers import ModelNameError, ModelRef, find_api_key, key_required, parse_model
 
 
@@ -44,4 +45,21 @@ def check_key(settings: ModelSettings) -> None:
         raise SettingsError(
             f"no API key for {settings.ref.full_name} at {settings.base_url}: set {names}, "
             "or point --base-url at a local server"
+        )
+
+
+def check_budget(settings: ModelSettings, run_settings: Settings) -> None:
+    """--max-cost can only be kept for a model whose price is known."""
+    if run_settings.max_cost is None:
+        return
+    from agent_proc.pricing import PricingError, find_price
+
+    try:
+        price = find_price(settings.ref.full_name)
+    except PricingError as e:
+        raise SettingsError(str(e)) from None
+    if price is None:
+        raise SettingsError(
+            f"--max-cost needs the price of {settings.ref.full_name}, which is unknown: add it to "
+            "$AGENT_HOME/prices.json or set LLM_INPUT_COST_PER_TOKEN and LLM_OUTPUT_COST_PER_TOKEN"
         )

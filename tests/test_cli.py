@@ -54,7 +54,7 @@ def test_ambiguous_prefix_is_refused_and_unique_prefix_works(agent, serve):
     ids = []
     while len({i[0] for i in ids}) == len(ids):  # until two ids share a first character
         conv_dir = conversation.create(model="openai/x", workspace=str(agent.workspace), base_url=None,
-                                       max_iterations=1, prompt="p", home=agent.home)
+                                       prompt="p", home=agent.home)
         ids.append(conv_dir.name)
     first = next(i[0] for i in ids if sum(j[0] == i[0] for j in ids) > 1)
     result = agent("show", first)

@@ -14,7 +14,7 @@ from agent_proc.status import TRANSITIONS, IllegalTransition, Status, check_tran
 
 @pytest.fixture
 def conv_dir(tmp_path: Path) -> Path:
-    return conversation.create(model="openai/m", workspace=str(tmp_path), base_url=None, max_iterations=5,
+    return conversation.create(model="openai/m", workspace=str(tmp_path), base_url=None,
                                prompt="hello", home=tmp_path / "home")
 
 

@@ -1,0 +1,255 @@
+"""What model calls cost: a price table shipped with the package, overridable per user and per run.
+
+A price is looked up in this order:
+
+    LLM_INPUT_COST_PER_TOKEN, LLM_OUTPUT_COST_PER_TOKEN   the environment, for one run, any model
+    $AGENT_HOME/prices.json                               the user's own table, same format as the shipped one
+    agent_proc/data/prices.json                           the shipped table
+
+The files are in USD per million tokens, as pricing pages print them; a `Price` is in USD
+per token. A model found nowhere has no price (`None`), never a price of 0: a cost that is
+not known must not be reported as free.
+
+Import-light on purpose, like `providers`: the parent may price a run without paying for the child's imports.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+UNIT = "USD per million tokens"
+OVERRIDE_FILE = "prices.json"
+SHIPPED_FILE = Path(__file__).resolve().parent / "data" / "prices.json"
+
+ENV_INPUT = "LLM_INPUT_COST_PER_TOKEN"
+ENV_OUTPUT = "LLM_OUTPUT_COST_PER_TOKEN"
+ENV_CACHED_INPUT = "LLM_CACHED_INPUT_COST_PER_TOKEN"
+ENV_CACHE_WRITE = "LLM_CACHE_WRITE_COST_PER_TOKEN"
+
+_ENV_VARIABLES = {"input": ENV_INPUT, "output": ENV_OUTPUT, "cached_input": ENV_CACHED_INPUT,
+                  "cache_write": ENV_CACHE_WRITE}
+_REQUIRED_FIELDS = ("input", "output")
+_OPTIONAL_FIELDS = ("cached_input", "cache_write")
+_TOKENS_PER_MILLION = 1_000_000
+
+
+class PricingError(ValueError):
+    """A price file or variable that cannot be used; the message names it, in one line."""
+
+
+@dataclass(frozen=True)
+class Price:
+    """What one model charges, in USD per token."""
+
+    input: float
+    output: float
+    cached_input: float | None = None  # cache reads; None means they cost `input`
+    cache_write: float | None = None  # cache creation (Anthropic); None means it costs `input`
+    source: str = ""  # "table (taken_on ...)", "override file PATH" or "environment"
+
+
+@dataclass(frozen=True)
+class _Table:
+    models: dict[str, Price]
+    taken_on: str
+    source: str
+
+
+# --------------------------------------------------------------------------- lookup
+
+
+def load_table(home: Path | None = None) -> dict[str, Price]:
+    """The shipped table with the models of `home/prices.json` (default home: `agent_home()`) replacing or added to it.
+
+    A missing override file is fine; one that cannot be read or checked raises `PricingError`.
+    """
+    if home is None:
+        # Imported here rather than at the top: `conversation` pulls in locking, signals and temp files,
+        # none of which a price lookup needs.
+        from agent_proc.conversation import agent_home
+
+        home = agent_home()
+    table = dict(_shipped().models)
+    path = home / OVERRIDE_FILE
+    where = f"price override file {path}"
+    doc = _read_file(path, where)
+    if doc is not None:
+        table.update(_parse_models(doc, where, source=f"override file {path}"))
+    return table
+
+
+_SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+
+
+def find_price(model: str, *, home: Path | None = None, environ: Mapping[str, str] | None = None) -> Price | None:
+    """The price of `model` (`provider/model`), or None if it is not known.
+
+    The LLM_*_COST_PER_TOKEN variables of `environ` (default `os.environ`) win over any table. Otherwise
+    the exact name is looked up, then the name that `model` is a dated snapshot of: `openai/gpt-4o-2024-08-06`
+    and `anthropic/claude-sonnet-4-5-20250929` cost what `openai/gpt-4o` and `anthropic/claude-sonnet-4-5`
+    cost. Only a date (or `-latest`) counts as a snapshot suffix: a newer model such as `claude-opus-4-6`
+    must not be priced as `claude-opus-4`; it is unknown until the table knows it.
+    """
+    from_env = _price_from_env(os.environ if environ is None else environ)
+    if from_env is not None:
+        return from_env
+    table = load_table(home)
+    if model in table:
+        return table[model]
+    family = _SNAPSHOT_SUFFIX.sub("", model)
+    return table.get(family) if family != model else None
+
+
+def table_info() -> dict[str, str]:
+    """When the shipped prices were taken and where from: `{"taken_on": ..., "source": ...}`."""
+    shipped = _shipped()
+    return {"taken_on": shipped.taken_on, "source": shipped.source}
+
+
+# --------------------------------------------------------------------------- cost
+
+
+def cost_of(usage: Mapping[str, int], price: Price) -> float:
+    """The cost in USD of one call's `usage` (the project's canonical token counts), not rounded.
+
+    `prompt_tokens` counts every input token, `cached_tokens` and `cache_write_tokens` included;
+    `completion_tokens` counts every output token, `reasoning_tokens` included, so neither part
+    is added twice.
+    """
+    prompt = usage.get("prompt_tokens") or 0
+    cached = usage.get("cached_tokens") or 0
+    written = usage.get("cache_write_tokens") or 0
+    completion = usage.get("completion_tokens") or 0
+    # A provider whose counts do not add up must not make the uncached part negative and lower the cost.
+    uncached = max(prompt - cached - written, 0)
+    cached_rate = price.input if price.cached_input is None else price.cached_input
+    write_rate = price.input if price.cache_write is None else price.cache_write
+    return uncached * price.input + cached * cached_rate + written * write_rate + completion * price.output
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count for text whose real count never arrived: one token per 4 characters, rounded up."""
+    return (len(text) + 3) // 4
+
+
+def estimate_messages_tokens(messages: list[dict[str, Any]]) -> int:
+    """A rough token count of chat messages: their text contents and the arguments of their tool calls."""
+    total = 0
+    for message in messages:
+        total += estimate_tokens(_text_of(message.get("content")))
+        for call in message.get("tool_calls") or []:
+            # The chat API nests the arguments under "function"; the conversation's events keep them at the top.
+            function = call.get("function") or call
+            total += estimate_tokens(function.get("arguments") or "")
+    return total
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        # Multi-part content: images and other non-text parts have no length in characters to go by.
+        return "".join(part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str))
+    return ""
+
+
+# --------------------------------------------------------------------------- files and variables
+
+
+@functools.cache
+def _shipped() -> _Table:
+    where = f"shipped price table {SHIPPED_FILE}"
+    doc = _read_file(SHIPPED_FILE, where)
+    if doc is None:
+        raise PricingError(f"{where}: missing (the package is not installed completely)")
+    taken_on = str(doc.get("taken_on", ""))
+    models = _parse_models(doc, where, source=f"table (taken_on {taken_on})")
+    return _Table(models=models, taken_on=taken_on, source=str(doc.get("source", "")))
+
+
+def _read_file(path: Path, where: str) -> Any:
+    """The JSON document in `path`, or None if there is no such file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise PricingError(f"{where}: cannot be read ({e.strerror or e})") from e
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        raise PricingError(f"{where}: not valid JSON ({e})") from e
+
+
+def _parse_models(doc: Any, where: str, *, source: str) -> dict[str, Price]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
+        raise PricingError(f'{where}: expected a JSON object with a "models" object in it')
+    if doc.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise PricingError(f"{where}: schema_version {doc['schema_version']!r} is not supported "
+                           f"(expected {SCHEMA_VERSION})")
+    # Per-token prices in a per-million file would be off a million times without a word, so a unit is checked.
+    if doc.get("unit", UNIT) != UNIT:
+        raise PricingError(f"{where}: unit must be {UNIT!r}, not {doc['unit']!r}")
+    models: dict[str, Any] = doc["models"]
+    return {name: _parse_entry(name, entry, f"{where}: model {name!r}", source) for name, entry in models.items()}
+
+
+def _parse_entry(name: str, entry: Any, where: str, source: str) -> Price:
+    if "/" not in name:
+        raise PricingError(f"{where}: model names are written provider/model, e.g. openai/gpt-4o")
+    if not isinstance(entry, dict):
+        raise PricingError(f'{where}: expected an object such as {{"input": 2.5, "output": 10.0}}')
+    # A misspelt field such as "cache_read" would otherwise be dropped and those tokens priced as plain input.
+    unknown = sorted(set(entry) - {*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS})
+    if unknown:
+        known = ", ".join((*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS))
+        raise PricingError(f"{where}: unknown field {unknown[0]!r} (known: {known})")
+    per_token: dict[str, float] = {}
+    for field in (*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS):
+        value = entry.get(field)
+        if value is None and field in _OPTIONAL_FIELDS:
+            continue
+        if value is None:
+            raise PricingError(f'{where}: no "{field}" price')
+        if not _is_price(value):
+            raise PricingError(f"{where}: {field} must be a number >= 0 in {UNIT}, not {value!r}")
+        per_token[field] = value / _TOKENS_PER_MILLION
+    return Price(**per_token, source=source)
+
+
+def _is_price(value: Any) -> bool:
+    # JSON true is an int to Python, and json.loads accepts NaN and Infinity.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def _price_from_env(environ: Mapping[str, str]) -> Price | None:
+    # An empty variable counts as unset, since `VAR= agent ...` is how a shell clears one for a single command.
+    given = {field: environ[variable] for field, variable in _ENV_VARIABLES.items() if environ.get(variable)}
+    if not given:
+        return None
+    for field in _REQUIRED_FIELDS:
+        if field not in given:
+            present = _ENV_VARIABLES[next(iter(given))]
+            raise PricingError(f"{_ENV_VARIABLES[field]} must be set too when {present} is "
+                               f"(both {ENV_INPUT} and {ENV_OUTPUT}, in USD per token)")
+    per_token = {field: _env_number(_ENV_VARIABLES[field], text) for field, text in given.items()}
+    return Price(**per_token, source="environment")
+
+
+def _env_number(variable: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise PricingError(f"{variable}={text!r} is not a number (USD per token, e.g. 0.0000025)") from None
+    if not math.isfinite(value) or value < 0:
+        raise PricingError(f"{variable}={text!r} must be a finite number >= 0 (USD per token)")
+    return value

@@ -1,0 +1,40 @@
+"""The supervisor of a detached run: `python -m supervisor.watcher ID [--grace S]`.
+
+`agent run -d` starts this in a session of its own and returns. It starts the child,
+enforces the run's limits from outside (`watchdog`), stops the run if it gets SIGINT
+or SIGTERM itself, and is there to reap the child. If it is killed, the child gets
+SIGINT (see `agent_proc.run.die_with_supervisor`) and pauses: no run goes on unwatched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from agent_proc import conversation
+from supervisor import attach, control, outcomes
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m supervisor.watcher")
+    parser.add_argument("conversation")
+    parser.add_argument("--grace", type=float, default=2.0)
+    parser.add_argument("--keep-partial", action="store_true")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal is no reason to stop a detached run
+
+    conv_dir = conversation.resolve(args.conversation)
+    child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), keep_partial=args.keep_partial)
+    try:
+        control.wait_started(conv_dir, child)
+    except control.StartFailed as error:
+        print(f"[watcher] {error}", file=sys.stderr)
+        return outcomes.EXIT_FAILED
+    outcome = attach.supervise(conv_dir, child, grace=args.grace, show=False, offset=0)
+    return outcomes.exit_code_for(outcome.state)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
