@@ -15,9 +15,10 @@ from urllib.parse import urlparse
 @dataclass(frozen=True)
 class Provider:
     name: str
-    default_base_url: str
+    default_base_url: str | None  # None: there is no public endpoint; --base-url is required
     key_env: tuple[str, ...]  # where to look for a key after LLM_API_KEY, in order
-    wire: str = "openai"  # the request/response format it speaks
+    wire: str = "openai"  # the request/response format it speaks: agent_proc/wire_<wire>.py
+    needs_key: bool = True  # a hosted service wants a key; a self-hosted server usually does not
 
 
 PROVIDERS: dict[str, Provider] = {
@@ -25,6 +26,25 @@ PROVIDERS: dict[str, Provider] = {
     for p in (
         Provider("openai", "https://api.openai.com/v1", ("OPENAI_API_KEY",)),
         Provider("anthropic", "https://api.anthropic.com/v1", ("ANTHROPIC_API_KEY",), wire="anthropic"),
+        # Services that speak the OpenAI chat-completions format.
+        Provider("openrouter", "https://openrouter.ai/api/v1", ("OPENROUTER_API_KEY",)),
+        Provider("groq", "https://api.groq.com/openai/v1", ("GROQ_API_KEY",)),
+        Provider("deepseek", "https://api.deepseek.com/v1", ("DEEPSEEK_API_KEY",)),
+        Provider("mistral", "https://api.mistral.ai/v1", ("MISTRAL_API_KEY",)),
+        Provider("together_ai", "https://api.together.xyz/v1", ("TOGETHERAI_API_KEY", "TOGETHER_API_KEY")),
+        Provider("together", "https://api.together.xyz/v1", ("TOGETHERAI_API_KEY", "TOGETHER_API_KEY")),
+        Provider("fireworks_ai", "https://api.fireworks.ai/inference/v1", ("FIREWORKS_API_KEY",)),
+        Provider("xai", "https://api.x.ai/v1", ("XAI_API_KEY",)),
+        Provider("perplexity", "https://api.perplexity.ai", ("PERPLEXITYAI_API_KEY", "PERPLEXITY_API_KEY")),
+        Provider("cerebras", "https://api.cerebras.ai/v1", ("CEREBRAS_API_KEY",)),
+        Provider("deepinfra", "https://api.deepinfra.com/v1/openai", ("DEEPINFRA_API_KEY",)),
+        # Servers people run themselves.
+        Provider("ollama", "http://localhost:11434/v1", ("OLLAMA_API_KEY",), needs_key=False),
+        Provider("lm_studio", "http://localhost:1234/v1", ("LM_STUDIO_API_KEY",), needs_key=False),
+        Provider("vllm", "http://localhost:8000/v1", ("VLLM_API_KEY",), needs_key=False),
+        Provider("hosted_vllm", None, ("HOSTED_VLLM_API_KEY", "VLLM_API_KEY"), needs_key=False),
+        Provider("litellm_proxy", "http://localhost:4000/v1", ("LITELLM_PROXY_API_KEY", "LITELLM_API_KEY"),
+                 needs_key=False),
     )
 }
 
@@ -78,5 +98,6 @@ def find_api_key(provider: Provider, environ: dict[str, str] | None = None) -> s
 
 
 def key_required(provider: Provider, base_url: str) -> bool:
-    """A hosted endpoint needs a key; a server on this machine does not."""
-    return not is_local(base_url)
+    """A hosted service needs a key; a server on this machine, or one a provider's
+    users run themselves, does not."""
+    return provider.needs_key and not is_local(base_url)

@@ -28,7 +28,7 @@ import psutil
 import requests
 import structlog
 
-from agent_proc import conversation, llm, logs
+from agent_proc import conversation, llm, logs, pricing
 from agent_proc.conversation import Settings, Transaction, transaction
 from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV
 from agent_proc.providers import find_api_key, parse_model
@@ -157,6 +157,7 @@ class Run:
     session: requests.Session = field(default_factory=requests.Session)
     activity: Activity = field(default_factory=Activity)
     model_calls: int = 0
+    price: pricing.Price | None = None
     log: Any = None
 
     # ------------------------------------------------------------------ the loop
@@ -168,6 +169,8 @@ class Run:
             if self.model_calls >= self.settings.max_iterations:
                 message = f"reached --max-iterations ({self.settings.max_iterations}) without finishing"
                 return self.fail(message, "max_iterations")
+            if reason := self.over_budget():
+                return self.fail(reason, "budget")
             message = self.call_model()
             calls = message["tool_calls"]
             if not calls:
@@ -245,18 +248,43 @@ class Run:
         return message
 
     def _model_event(self, partial: llm.Partial, outcome: str) -> dict[str, Any]:
+        """The `model_message` event for a call, with its cost. A call cut off before
+        the API reported usage was still billed for its prompt: its usage and cost are
+        estimated from the text, and marked so."""
+        calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in partial.tool_calls]
+        usage, estimated = partial.usage, False
+        if not usage:
+            estimated = True
+            produced = partial.content + partial.reasoning + "".join(c["arguments"] for c in calls)
+            usage = {"prompt_tokens": pricing.estimate_messages_tokens(self.messages),
+                     "completion_tokens": pricing.estimate_tokens(produced)}
         return {
             "content": partial.content,
             "reasoning": partial.reasoning or None,
-            "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in partial.tool_calls],
+            "tool_calls": calls,
             "finish_reason": partial.finish_reason,
-            "usage": partial.usage,
+            "usage": usage,
+            "usage_estimated": estimated,
+            "cost": None if self.price is None else round(pricing.cost_of(usage, self.price), 8),
+            "cost_estimated": estimated,
             "latency_ms": partial.elapsed_ms(),
             "first_byte_ms": partial.first_byte_ms,
             "model": self.config.ref.full_name,
             "outcome": outcome,
             "partial": outcome != "complete",
         }
+
+    def over_budget(self) -> str | None:
+        """Why the next model call must not start, if it would go past --max-cost."""
+        limit = self.settings.max_cost
+        if limit is None or self.price is None:
+            return None
+        spent = conversation.load_state(self.conv_dir).metrics.accumulated_cost or 0.0
+        prompt = pricing.cost_of({"prompt_tokens": pricing.estimate_messages_tokens(self.messages)}, self.price)
+        if spent + prompt <= limit:
+            return None
+        return (f"budget: ${spent:.4f} spent, and the next model call's prompt alone (~${prompt:.4f}) "
+                f"would go past --max-cost ${limit:g}")
 
     def run_tool(self, call: dict[str, Any]) -> None:
         args, problem = _parse_arguments(call)
@@ -426,7 +454,7 @@ def main(conv_id: str, *, keep_partial: bool = False) -> int:
     settings = state.settings
     run = Run(
         conv_dir=conv_dir,
-        config=llm.CallConfig(ref=ref, base_url=state.base_url or ref.provider.default_base_url, api_key=api_key,
+        config=llm.CallConfig(ref=ref, base_url=state.base_url or ref.provider.default_base_url or "", api_key=api_key,
                               stream=settings.stream, idle_timeout=settings.idle_timeout,
                               retry_timeouts=settings.on_timeout == "retry"),
         workspace=state.workspace,
@@ -434,6 +462,11 @@ def main(conv_id: str, *, keep_partial: bool = False) -> int:
         messages=build_messages(events, state.workspace, keep_partial=keep_partial),
         log=log,
     )
+    try:
+        run.price = pricing.find_price(state.model)
+    except pricing.PricingError as error:  # checked before start too; a file may have changed since
+        log.warning("price_unknown", error=str(error))
+        say(f"[warning] {error}; cost unknown\n")
 
     def on_watchdog(signum: int, frame: Any) -> None:
         if run.activity.kind == "model_call":  # a late signal after the call ended is moot

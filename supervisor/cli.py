@@ -473,6 +473,45 @@ def rm(conv_ids: tuple[str, ...], force: bool) -> None:
 
 
 @cli.command()
+@_json
+def models(as_json: bool) -> None:
+    """List the providers a model name may start with, and what each needs.
+
+    Any provider that speaks the OpenAI format also works with --base-url. Prices
+    come from a table shipped with agent (see `taken_on`), extended or overridden by
+    $AGENT_HOME/prices.json or LLM_INPUT_COST_PER_TOKEN / LLM_OUTPUT_COST_PER_TOKEN.
+
+    \b
+    Examples:
+      agent models
+      agent models --json | jq '.providers[].name'
+    """
+    from agent_proc import pricing
+    from agent_proc.providers import PROVIDERS, find_api_key
+
+    table = pricing.load_table()
+    providers = [
+        {"name": p.name, "wire": p.wire, "default_base_url": p.default_base_url, "key_env": ["LLM_API_KEY", *p.key_env],
+         "needs_key": p.needs_key, "key_set": find_api_key(p) is not None,
+         "priced_models": sorted(m for m in table if m.startswith(p.name + "/"))}
+        for p in PROVIDERS.values()
+    ]
+    if as_json:
+        _print_json({"providers": providers, "prices": pricing.table_info()})
+        return
+    from supervisor import render
+
+    rows = [["PROVIDER", "FORMAT", "DEFAULT BASE URL", "KEY", "PRICED MODELS"]]
+    for p in providers:
+        key = ("set" if p["key_set"] else f"needs {p['key_env'][1]}") if p["needs_key"] else "optional"
+        rows.append([p["name"], p["wire"], p["default_base_url"] or "(--base-url required)", key,
+                     str(len(p["priced_models"]))])
+    click.echo(render.table(rows))
+    info = pricing.table_info()
+    click.echo(f"\nprices: {len(table)} models, taken on {info['taken_on']}; `agent models --json` lists them")
+
+
+@cli.command()
 @click.option("-w", "--workspace", type=click.Path(file_okay=False, resolve_path=True),
               help="Where the demo run works  [default: a new temporary directory]")
 @click.option("--seconds", type=click.FloatRange(min=1), default=4.0, show_default=True,

@@ -97,6 +97,10 @@ def event_text(event: dict[str, Any]) -> str:
     if kind == "model_message":
         label = "model" if not event.get("partial") else f"model [PARTIAL: {event.get('outcome')}]"
         parts = [f"{head} {label}: {event.get('content') or ''}".rstrip()]
+        usage = event.get("usage") or {}
+        estimated = " (estimated)" if event.get("cost_estimated") else ""
+        parts.append(f"{' ' * len(head)} {usage.get('prompt_tokens', 0)} + {usage.get('completion_tokens', 0)} tokens, "
+                     f"cost {cost(event.get('cost'))}{estimated}, {event.get('latency_ms')} ms")
         if event.get("reasoning"):
             parts.append(f"{' ' * len(head)} reasoning: {event['reasoning']}")
         for call in event.get("tool_calls") or []:

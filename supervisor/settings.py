@@ -31,7 +31,10 @@ def resolve_model(model: str | None, base_url: str | None) -> ModelSettings:
         ref = parse_model(name)
     except ModelNameError as e:
         raise SettingsError(str(e)) from None
-    url = (base_url or os.environ.get("LLM_BASE_URL") or ref.provider.default_base_url).rstrip("/")
+    url = (base_url or os.environ.get("LLM_BASE_URL") or ref.provider.default_base_url or "").rstrip("/")
+    if not url:
+        raise SettingsError(f"provider {ref.provider.name!r} has no default endpoint: "
+                            "pass --base-url or set LLM_BASE_URL")
     if not url.startswith(("http://", "https://")):
         raise SettingsError(f"base URL {url!r} must start with http:// or https://")
     return ModelSettings(ref, url)
@@ -49,16 +52,14 @@ def check_key(settings: ModelSettings) -> None:
 
 
 def check_budget(settings: ModelSettings, run_settings: Settings) -> None:
-    """--max-cost can only be kept for a model whose price is known."""
-    if run_settings.max_cost is None:
-        return
+    """The price table must be readable, and --max-cost needs the model's price."""
     from agent_proc.pricing import PricingError, find_price
 
     try:
         price = find_price(settings.ref.full_name)
     except PricingError as e:
         raise SettingsError(str(e)) from None
-    if price is None:
+    if run_settings.max_cost is not None and price is None:
         raise SettingsError(
             f"--max-cost needs the price of {settings.ref.full_name}, which is unknown: add it to "
             "$AGENT_HOME/prices.json or set LLM_INPUT_COST_PER_TOKEN and LLM_OUTPUT_COST_PER_TOKEN"
