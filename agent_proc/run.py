@@ -252,12 +252,12 @@ class Run:
         the API reported usage was still billed for its prompt: its usage and cost are
         estimated from the text, and marked so."""
         calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in partial.tool_calls]
-        usage, estimated = partial.usage, False
-        if not usage:
-            estimated = True
+        usage = dict(partial.usage)
+        estimated = outcome != "complete" or not usage
+        if estimated:  # what the API reported so far (if anything), topped up from the text
             produced = partial.content + partial.reasoning + "".join(c["arguments"] for c in calls)
-            usage = {"prompt_tokens": pricing.estimate_messages_tokens(self.messages),
-                     "completion_tokens": pricing.estimate_tokens(produced)}
+            usage["prompt_tokens"] = usage.get("prompt_tokens") or pricing.estimate_messages_tokens(self.messages)
+            usage["completion_tokens"] = max(usage.get("completion_tokens") or 0, pricing.estimate_tokens(produced))
         return {
             "content": partial.content,
             "reasoning": partial.reasoning or None,

@@ -19,9 +19,10 @@ def streaming(agent, conv_id: str) -> bool:
     return "think" in agent.output(conv_id)
 
 
-def test_interrupt_during_model_call_abandons_it_and_pauses(agent, serve):
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_interrupt_during_model_call_abandons_it_and_pauses(agent, serve, provider):
     server = serve(slow_text(seconds=30))
-    conv_id = agent.start(server)
+    conv_id = agent.start(server, "task", "-m", f"{provider}/scripted")
     wait_until(lambda: streaming(agent, conv_id))
     child = agent.child(conv_id)
 

@@ -9,23 +9,31 @@ import pytest
 
 from tests.conftest import fault_env, finish, slow_text, terminal, wait_until
 
+PRICED = {"openai": ("openai/gpt-4o", 2.5e-6, 10e-6), "anthropic": ("anthropic/claude-sonnet-4-5", 3e-6, 15e-6)}
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def provider(request) -> str:
+    """Each test runs against both wire formats: OpenAI chat completions and Anthropic messages."""
+    return request.param
+
 
 def seconds_between(a: dict, b: dict) -> float:
     parse = lambda e: datetime.fromisoformat(e["ts"].replace("Z", "+00:00"))  # noqa: E731
     return (parse(b) - parse(a)).total_seconds()
 
 
-def run_args(server, *extra: str, model: str = "openai/scripted") -> list[str]:
-    return ["run", "-m", model, "--base-url", server.url, *extra, "go"]
+def run_args(server, provider: str, *extra: str, model: str | None = None) -> list[str]:
+    return ["run", "-m", model or f"{provider}/scripted", "--base-url", server.url, *extra, "go"]
 
 
 def last_id(agent) -> str:
     return agent("ps", "-a", "-q").stdout.split()[-1]
 
 
-def test_trickling_stream_is_cut_by_llm_timeout_within_a_second(agent, serve):
+def test_trickling_stream_is_cut_by_llm_timeout_within_a_second(agent, serve, provider):
     server = serve(slow_text(seconds=30))
-    result = agent(*run_args(server, "--llm-timeout", "1.5", "--on-timeout", "error"))
+    result = agent(*run_args(server, provider, "--llm-timeout", "1.5", "--on-timeout", "error"))
     assert result.returncode == 1, result.stderr
     conv_id = last_id(agent)
     state = agent.state(conv_id)
@@ -37,9 +45,9 @@ def test_trickling_stream_is_cut_by_llm_timeout_within_a_second(agent, serve):
     assert server.wait_for("client_disconnected")
 
 
-def test_timed_out_call_is_retried_by_default(agent, serve):
+def test_timed_out_call_is_retried_by_default(agent, serve, provider):
     server = serve(slow_text(seconds=30), finish("second time lucky"))
-    result = agent(*run_args(server, "--llm-timeout", "1"))
+    result = agent(*run_args(server, provider, "--llm-timeout", "1"))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "second time lucky\n"
     conv_id = last_id(agent)
@@ -49,18 +57,18 @@ def test_timed_out_call_is_retried_by_default(agent, serve):
     assert outcomes == ["timeout", "complete"]
 
 
-def test_timed_out_call_can_pause_the_run(agent, serve):
+def test_timed_out_call_can_pause_the_run(agent, serve, provider):
     server = serve(slow_text(seconds=30), finish("resumed"))
-    result = agent(*run_args(server, "--llm-timeout", "1", "--on-timeout", "pause"))
+    result = agent(*run_args(server, provider, "--llm-timeout", "1", "--on-timeout", "pause"))
     assert result.returncode == 130
     conv_id = last_id(agent)
     assert agent.state(conv_id).status_kind == "llm_timeout"
     assert agent("resume", conv_id).stdout == "resumed\n"
 
 
-def test_watchdog_kills_a_child_that_ignores_every_signal_during_a_call(agent, serve):
+def test_watchdog_kills_a_child_that_ignores_every_signal_during_a_call(agent, serve, provider):
     server = serve(slow_text(seconds=30))
-    result = agent(*run_args(server, "--llm-timeout", "1", "--grace", "1"),
+    result = agent(*run_args(server, provider, "--llm-timeout", "1", "--grace", "1"),
                    env=fault_env(ignore="SIGINT,SIGTERM,SIGUSR1"))
     assert result.returncode == 1, result.stderr
     conv_id = last_id(agent)
@@ -73,34 +81,34 @@ def test_watchdog_kills_a_child_that_ignores_every_signal_during_a_call(agent, s
     assert seconds_between(started, stopped) <= 1 + 1 + 1
 
 
-def test_watchdog_of_a_detached_run(agent, serve):
+def test_watchdog_of_a_detached_run(agent, serve, provider):
     server = serve(slow_text(seconds=30))
-    conv_id = agent.start(server, "task", "--llm-timeout", "1", "--on-timeout", "error")
+    conv_id = agent.start(server, "task", "-m", f"{provider}/scripted", "--llm-timeout", "1", "--on-timeout", "error")
     supervisor_pid = agent.state(conv_id).runtime.supervisor_pid
     assert supervisor_pid and supervisor_pid != agent.state(conv_id).runtime.pid
     assert agent("wait", conv_id, "--timeout", "10").returncode == 1
     assert agent.state(conv_id).status_kind == "llm_timeout"
 
 
-def test_silent_server_is_cut_by_idle_timeout(agent, serve):
+def test_silent_server_is_cut_by_idle_timeout(agent, serve, provider):
     server = serve({"hang": True})
-    result = agent(*run_args(server, "--idle-timeout", "1", "--on-timeout", "error"))
+    result = agent(*run_args(server, provider, "--idle-timeout", "1", "--on-timeout", "error"))
     assert result.returncode == 1
     assert "no data from the model API for 1 s" in agent.state(last_id(agent)).status_reason
     assert server.wait_for("client_disconnected")
 
 
-def test_stream_that_goes_silent_is_cut_by_idle_timeout_and_keeps_its_text(agent, serve):
+def test_stream_that_goes_silent_is_cut_by_idle_timeout_and_keeps_its_text(agent, serve, provider):
     server = serve({**slow_text("Halfway there. " * 4, seconds=0.2), "hang_after_chunks": 4})
-    result = agent(*run_args(server, "--idle-timeout", "1", "--on-timeout", "error"))
+    result = agent(*run_args(server, provider, "--idle-timeout", "1", "--on-timeout", "error"))
     assert result.returncode == 1
     partial = agent.events(last_id(agent), "model_message")[0]
     assert partial["outcome"] == "timeout" and partial["content"].startswith("Half")
 
 
-def test_run_timeout_stops_the_run_with_exit_124(agent, serve):
+def test_run_timeout_stops_the_run_with_exit_124(agent, serve, provider):
     server = serve(slow_text(seconds=30))
-    result = agent(*run_args(server, "--timeout", "1"))
+    result = agent(*run_args(server, provider, "--timeout", "1"))
     assert result.returncode == 124, result.stderr
     conv_id = last_id(agent)
     state = agent.state(conv_id)
@@ -116,79 +124,82 @@ def test_run_timeout_stops_the_run_with_exit_124(agent, serve):
     {"drop": True},
     {"drop_after_chunks": 3, "content": "cut short " * 10},
 ])
-def test_transient_failures_are_retried(agent, serve, failure):
+def test_transient_failures_are_retried(agent, serve, provider, failure):
     server = serve(failure, finish("recovered"))
-    result = agent(*run_args(server))
+    result = agent(*run_args(server, provider))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "recovered\n"
     assert len(agent.events(last_id(agent), "model_attempt_failed")) == 1
 
 
-def test_truncated_stream_keeps_what_arrived_as_failed(agent, serve):
+def test_truncated_stream_keeps_what_arrived_as_failed(agent, serve, provider):
     server = serve({"content": "The beginning of an answer " * 4, "drop_after_chunks": 5}, finish())
-    assert agent(*run_args(server)).returncode == 0
+    assert agent(*run_args(server, provider)).returncode == 0
     partial = agent.events(last_id(agent), "model_message")[0]
     assert partial["partial"] and partial["outcome"] == "failed" and partial["content"].startswith("The beg")
 
 
 @pytest.mark.parametrize("step", [{"malformed": True}, {"status": 401, "error": "bad key"}])
-def test_permanent_failures_end_the_run_clearly(agent, serve, step):
+def test_permanent_failures_end_the_run_clearly(agent, serve, provider, step):
     server = serve(step, finish())
-    result = agent(*run_args(server))
+    result = agent(*run_args(server, provider))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert len(server.requests()) == 1
     assert agent.state(last_id(agent)).status_kind == "llm"
 
 
-def test_malformed_response_without_streaming(agent, serve):
+def test_malformed_response_without_streaming(agent, serve, provider):
     server = serve({"malformed": True})
-    result = agent(*run_args(server, "--no-stream"))
+    result = agent(*run_args(server, provider, "--no-stream"))
     assert result.returncode == 1
     assert "invalid JSON" in agent.state(last_id(agent)).status_reason
     assert "stream" not in server.requests()[0]
 
 
-def test_interrupt_during_a_backoff_wait_stops_at_once(agent, serve):
+def test_interrupt_during_a_backoff_wait_stops_at_once(agent, serve, provider):
     server = serve({"status": 429, "error": "slow down", "headers": {"Retry-After": "60"}}, finish())
-    conv_id = agent.start(server)
+    conv_id = agent.start(server, "task", "-m", f"{provider}/scripted")
     wait_until(lambda: agent.events(conv_id, "model_attempt_failed"))
     report = json.loads(agent("interrupt", conv_id, "--json").stdout)
     assert report["method"] == "sigint" and report["exit_ms"] < 1000
     assert agent.state(conv_id).status.value == "paused"
 
 
-def test_cost_of_a_known_model_and_unknown_model(agent, serve):
+def test_cost_of_a_known_model_and_unknown_model(agent, serve, provider):
     usage = {"prompt_tokens": 1000, "completion_tokens": 100}
     server = serve({**finish("priced"), "usage": usage}, {**finish("unpriced"), "usage": usage})
-    assert agent(*run_args(server, model="openai/gpt-4o")).returncode == 0
-    assert agent(*run_args(server, model="openai/no-such-model")).returncode == 0
+    model, per_input, per_output = PRICED[provider]
+    assert agent(*run_args(server, provider, model=model)).returncode == 0
+    assert agent(*run_args(server, provider, model=f"{provider}/no-such-model")).returncode == 0
     priced, unpriced = agent("ps", "-a", "-q").stdout.split()
-    assert agent.state(priced).metrics.accumulated_cost == pytest.approx(1000 * 2.5e-6 + 100 * 10e-6)
+    expected = 1000 * per_input + 100 * per_output
+    assert agent.state(priced).metrics.accumulated_cost == pytest.approx(expected)
     assert agent.state(unpriced).metrics.accumulated_cost is None
     table = agent("ps", "-a").stdout
-    assert "$0.0035" in table and "unknown" in table
+    assert f"${expected:.4f}" in table and "unknown" in table
     assert "cost unknown" in agent("show", unpriced).stdout
 
 
-def test_interrupted_call_has_an_estimated_cost_and_cost_survives_resume(agent, serve):
+def test_interrupted_call_has_an_estimated_cost_and_cost_survives_resume(agent, serve, provider):
     server = serve({**terminal("true"), "usage": {"prompt_tokens": 1000, "completion_tokens": 100}},
                    slow_text(seconds=30), finish())
-    conv_id = agent.start(server, "task", "-m", "openai/gpt-4o")
+    model, per_input, per_output = PRICED[provider]
+    conv_id = agent.start(server, "task", "-m", model)
     wait_until(lambda: "think" in agent.output(conv_id))
     agent("interrupt", conv_id)
     partial = agent.events(conv_id, "model_message")[-1]
     assert partial["partial"] and partial["cost_estimated"] and partial["cost"] > 0
     before = agent.state(conv_id).metrics.accumulated_cost
-    assert before == pytest.approx(0.0035 + partial["cost"])
+    assert before == pytest.approx(1000 * per_input + 100 * per_output + partial["cost"])
     assert agent("resume", conv_id).returncode == 0
     assert agent.state(conv_id).metrics.accumulated_cost >= before
 
 
-def test_budget_stops_before_the_call_that_would_pass_it(agent, serve):
+def test_budget_stops_before_the_call_that_would_pass_it(agent, serve, provider):
     server = serve({**terminal("true"), "usage": {"prompt_tokens": 100, "completion_tokens": 100}}, finish())
     env = {"LLM_INPUT_COST_PER_TOKEN": "0.001", "LLM_OUTPUT_COST_PER_TOKEN": "0.002"}
-    result = agent(*run_args(server, "--max-cost", "0.35"), env=env)
+    result = agent(*run_args(server, provider, "--max-cost", "0.35"), env=env)
     assert result.returncode == 4, result.stderr
     state = agent.state(last_id(agent))
     assert state.status.value == "error" and state.status_kind == "budget"
@@ -196,24 +207,25 @@ def test_budget_stops_before_the_call_that_would_pass_it(agent, serve):
     assert len(server.requests()) == 1
 
 
-def test_budget_needs_a_known_price(agent, serve):
+def test_budget_needs_a_known_price(agent, serve, provider):
     server = serve(finish())
-    result = agent(*run_args(server, "--max-cost", "1"))
+    result = agent(*run_args(server, provider, "--max-cost", "1"))
     assert result.returncode == 2 and "price" in result.stderr
 
 
-def test_resume_keep_partial_sends_the_partial_text_back(agent, serve):
+def test_resume_keep_partial_sends_the_partial_text_back(agent, serve, provider):
     server = serve(slow_text(seconds=30), finish(), finish())
-    conv_id = agent.start(server)
+    conv_id = agent.start(server, "task", "-m", f"{provider}/scripted")
     wait_until(lambda: "think" in agent.output(conv_id))
     agent("interrupt", conv_id)
     assert agent("resume", conv_id, "--keep-partial").returncode == 0
-    resumed_with = server.requests()[1]["messages"]
-    assert resumed_with[-1]["role"] == "assistant" and resumed_with[-1]["content"].startswith("Let me think")
+    resumed_with = server.requests()[1]["messages"][-1]
+    text = resumed_with["content"] if provider == "openai" else resumed_with["content"][0]["text"]
+    assert resumed_with["role"] == "assistant" and text.startswith("Let me think")
 
 
-def test_no_stream_sends_plain_requests(agent, serve):
+def test_no_stream_sends_plain_requests(agent, serve, provider):
     server = serve(terminal("echo hi"), finish("plain"))
-    result = agent(*run_args(server, "--no-stream"))
+    result = agent(*run_args(server, provider, "--no-stream"))
     assert result.returncode == 0 and result.stdout == "plain\n"
     assert all("stream" not in body for body in server.requests())
