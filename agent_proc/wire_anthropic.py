@@ -27,6 +27,9 @@ RETRYABLE_ERRORS = frozenset({"overloaded_error", "api_error", "rate_limit_error
 # ---------------------------------------------------------------------------- requests
 
 
+CACHE_BREAKPOINT = {"type": "ephemeral"}
+
+
 def build_request(
     model: str, base_url: str, api_key: str | None, messages: list[dict[str, Any]],
     tools: list[dict[str, Any]], stream: bool,
@@ -36,9 +39,15 @@ def build_request(
     if api_key:
         headers["x-api-key"] = api_key
     system = "\n\n".join(m.get("content") or "" for m in messages if m.get("role") == "system")
-    body: dict[str, Any] = {"model": model, "max_tokens": DEFAULT_MAX_TOKENS, "messages": convert_messages(messages)}
+    converted = convert_messages(messages)
+    # An agent resends its whole history every turn; Anthropic caches a prefix only up to
+    # the breakpoints a request marks. Marking the system prompt and the newest block makes
+    # each turn read the previous turns from the cache (billed at about a tenth).
+    if converted:
+        converted[-1]["content"][-1]["cache_control"] = CACHE_BREAKPOINT
+    body: dict[str, Any] = {"model": model, "max_tokens": DEFAULT_MAX_TOKENS, "messages": converted}
     if system:
-        body["system"] = system
+        body["system"] = [{"type": "text", "text": system, "cache_control": CACHE_BREAKPOINT}]
     if tools:
         body["tools"] = [convert_tool(tool) for tool in tools]
     if stream:

@@ -64,7 +64,8 @@ def test_a_conversation_is_translated_and_same_role_turns_merged() -> None:
     ]
     _, _, body = wire_anthropic.build_request("claude-test", "http://x/v1", None, messages, [], stream=False)
 
-    assert body["system"] == "You are terse.\n\nWork in /tmp."
+    cache = {"cache_control": {"type": "ephemeral"}}
+    assert body["system"] == [{"type": "text", "text": "You are terse.\n\nWork in /tmp.", **cache}]
     assert body["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "first"}, {"type": "text", "text": "second"}]},
         {"role": "assistant", "content": [
@@ -80,7 +81,7 @@ def test_a_conversation_is_translated_and_same_role_turns_merged() -> None:
             {"type": "text", "text": "and now?"},
         ]},
         {"role": "assistant", "content": [
-            {"type": "tool_use", "id": "toolu_4", "name": "finish", "input": {"message": "ok"}},
+            {"type": "tool_use", "id": "toolu_4", "name": "finish", "input": {"message": "ok"}, **cache},
         ]},
     ]
 
@@ -93,7 +94,8 @@ def test_empty_turns_are_left_out_so_roles_still_alternate() -> None:
     ]
     _, _, body = wire_anthropic.build_request("m", "http://x/v1", None, messages, [], stream=False)
     assert body["messages"] == [
-        {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": "still there?"}]},
+        {"role": "user", "content": [{"type": "text", "text": "hi"},
+                                     {"type": "text", "text": "still there?", "cache_control": {"type": "ephemeral"}}]},
     ]
 
 
@@ -122,7 +124,8 @@ def test_url_headers_and_body_fields_without_a_key() -> None:
     assert headers == {"content-type": "application/json", "anthropic-version": "2023-06-01",
                        "accept-encoding": "identity"}
     assert body == {"model": "claude-test", "max_tokens": wire_anthropic.DEFAULT_MAX_TOKENS,
-                    "messages": [{"role": "user", "content": [{"type": "text", "text": "list the files"}]}],
+                    "messages": [{"role": "user", "content": [{"type": "text", "text": "list the files",
+                                                               "cache_control": {"type": "ephemeral"}}]}],
                     "stream": True}
 
 
@@ -283,7 +286,7 @@ def test_the_key_and_the_converted_messages_reach_the_server(serve: Callable[...
     assert request["path"] == "/v1/messages"
     assert request["headers"]["x-api-key"] == "<redacted>"
     assert request["headers"]["anthropic-version"] == "2023-06-01"
-    assert request["body"]["system"] == "Be brief."
+    assert request["body"]["system"] == [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
     assert request["body"]["messages"] == [{"role": "user", "content": [{"type": "text", "text": "list the files"}]}]
     assert [tool["name"] for tool in request["body"]["tools"]] == ["terminal", "finish"]
 
