@@ -287,7 +287,8 @@ def test_the_key_and_the_converted_messages_reach_the_server(serve: Callable[...
     assert request["headers"]["x-api-key"] == "<redacted>"
     assert request["headers"]["anthropic-version"] == "2023-06-01"
     assert request["body"]["system"] == [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
-    assert request["body"]["messages"] == [{"role": "user", "content": [{"type": "text", "text": "list the files"}]}]
+    assert request["body"]["messages"] == [{"role": "user", "content": [
+        {"type": "text", "text": "list the files", "cache_control": {"type": "ephemeral"}}]}]
     assert [tool["name"] for tool in request["body"]["tools"]] == ["terminal", "finish"]
 
     with pytest.raises(LLMError, match="401") as caught:
