@@ -49,6 +49,11 @@ PROVIDERS: dict[str, Provider] = {
 }
 
 
+# Every variable that may hold an API key: kept out of the tools' environment, so a
+# command the model runs cannot print a key into the history.
+SECRET_ENV_NAMES: frozenset[str] = frozenset({"LLM_API_KEY", *(v for p in PROVIDERS.values() for v in p.key_env)})
+
+
 class ModelNameError(ValueError):
     pass
 

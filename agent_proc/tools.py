@@ -14,6 +14,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from agent_proc.providers import SECRET_ENV_NAMES
+
 OUTPUT_CAP = 64 * 1024  # bytes of output kept for the model: the first half and the last half
 
 TOOL_SPECS = [
@@ -95,9 +97,11 @@ class RunningCommand:
     def __init__(self, command: str, workspace: str) -> None:
         self.capture = Capture.new()
         self.started = time.monotonic()
+        env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_NAMES}
         self.process = subprocess.Popen(
             ["bash", "-c", command],
             cwd=workspace,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -9,6 +9,7 @@ import signal
 import time
 
 import psutil
+import pytest
 
 from tests.conftest import dump, finish, slow_text, terminal, wait_until
 
@@ -230,12 +231,14 @@ def test_sigkill_at_random_moments_leaves_readable_consistent_state(agent, serve
         json.loads((agent.dir(conv_id) / "state.json").read_bytes())
 
 
-def test_api_key_never_reaches_disk(agent, serve):
+@pytest.mark.parametrize(("model", "variable"), [("openai/scripted", "LLM_API_KEY"),
+                                                ("anthropic/scripted", "ANTHROPIC_API_KEY")])
+def test_api_key_never_reaches_disk(agent, serve, model, variable):
     key = "sk-test-" + "S3CR3T" * 6
-    server = serve({**terminal("echo $LLM_API_KEY | wc -c"), "expect_api_key": key},
+    server = serve({**terminal("echo key=$LLM_API_KEY $ANTHROPIC_API_KEY"), "expect_api_key": key},
                    {**finish(), "expect_api_key": key})
-    env = {"LLM_API_KEY": key}
-    result = agent("run", "-m", "openai/scripted", "--base-url", server.url, "hi", env=env)
+    env = {variable: key}
+    result = agent("run", "-m", model, "--base-url", server.url, "hi", env=env)
     assert result.returncode == 0, result.stderr
     conv_id = agent("ps", "-a", "-q").stdout.strip()
     agent("show", conv_id)
