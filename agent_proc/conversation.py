@@ -311,23 +311,31 @@ class Tail:
 
 
 def _read_tail(events_path: Path, offset: int) -> Tail:
+    """The events from byte `offset` on.
+
+    Only the last line may be incomplete (a writer killed mid-append): it is reported
+    as torn. A bad line anywhere else was not made by a crash, so it is an error that
+    names the file; nothing after it is ever thrown away.
+    """
     try:
         with open(events_path, "rb") as f:
             f.seek(offset)
             data = f.read()
     except FileNotFoundError:
         return Tail([], offset, False)
+    *complete, rest = data.split(b"\n")
     events: list[dict[str, Any]] = []
     end = offset
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            return Tail(events, end, True)
+    for line in complete:
         try:
-            events.append(json.loads(line))
-        except ValueError:
-            return Tail(events, end, True)
-        end += len(line)
-    return Tail(events, end, False)
+            event = json.loads(line)
+            if not isinstance(event, dict) or not isinstance(event.get("seq"), int) or "type" not in event:
+                raise ValueError("not an event")
+        except ValueError as e:
+            raise CorruptFile(f"{events_path} has a damaged line at byte {end}: {e}") from None
+        events.append(event)
+        end += len(line) + 1
+    return Tail(events, end, torn=rest != b"")
 
 
 def load_state(conv_dir: Path) -> State:

@@ -280,6 +280,8 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
     else:
         click.echo(f"{report.conversation} stopped in {report.duration_ms:.0f} ms "
                    f"({' -> '.join(report.signals)}); status {report.status.value}")
+        if report.escaped:
+            click.echo(f"warning: killed processes of the run found outside its tree: {report.escaped}", err=True)
         if report.survivors:
             click.echo(f"warning: processes {report.survivors} outlived SIGKILL", err=True)
 

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from agent_proc import conversation
 from agent_proc.conversation import State, load_state, transaction
 from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV
@@ -183,13 +185,14 @@ class StopReport:
     exit_ms: float = 0.0  # from the first signal to the process observed gone (before any SIGKILL)
     killed_descendants: int = 0
     survivors: list[int] = field(default_factory=list)  # pids that outlived even SIGKILL
+    escaped: list[str] = field(default_factory=list)  # processes of the run found outside its tree
 
     def to_dict(self) -> dict[str, object]:
         return {
             "id": self.conversation, "status": self.status.value, "already_stopped": self.already_stopped,
             "method": self.method, "signals": self.signals, "duration_ms": self.duration_ms,
             "exit_ms": self.exit_ms,
-            "killed_descendants": self.killed_descendants, "survivors": self.survivors,
+            "killed_descendants": self.killed_descendants, "survivors": self.survivors, "escaped": self.escaped,
         }
 
 
@@ -222,11 +225,15 @@ def stop_run(
             if processes.wait_gone([process], 0 if hurry() else min(TERM_WAIT, grace), poll=0.001, give_up=hurry):
                 signals.append("SIGKILL")
         exit_ms = round((time.monotonic() - signalled) * 1000, 1)
-        # Whatever the child did, nothing the run started may outlive the stop.
+        # Whatever the child did, nothing the run started may outlive the stop: what is
+        # left of the snapshot, and anything carrying the run's marker that got out of it.
         leftovers = processes.alive(tree)
-        processes.send(leftovers, signal.SIGKILL)
-        survivors = [p.pid for p in processes.wait_gone(tree, 2.0)]
-        killed = len([p for p in leftovers if p is not process])
+        pids = {p.pid for p in tree}
+        escaped = [p for p in processes.marked(state.runtime.marker) if p.pid not in pids]
+        processes.send(leftovers + escaped, signal.SIGKILL)
+        survivors = [p.pid for p in processes.wait_gone(tree + escaped, 2.0)]
+        killed = len([p for p in leftovers if p is not process]) + len(escaped)
+        escaped_info = [_describe(p) for p in escaped]
         duration_ms = round((time.monotonic() - started) * 1000, 1)
         method = {1: "sigint", 2: "sigterm", 3: "sigkill"}[len(signals)]
 
@@ -237,10 +244,19 @@ def stop_run(
                 txn.record("exited", exit_code=None)
                 txn.set_status(Status.PAUSED, f"interrupted; the process did not stop by itself and got {signals[-1]}")
             txn.record("stopped", requested_by=requested_by, pid=os.getpid(), signals=signals, method=method,
-                       duration_ms=duration_ms, exit_ms=exit_ms, killed_descendants=killed, survivors=survivors)
+                       duration_ms=duration_ms, exit_ms=exit_ms, killed_descendants=killed, survivors=survivors,
+                       escaped=escaped_info)
             status = txn.state.status
         return StopReport(state.id, status, already_stopped=False, method=method, signals=signals,
-                          duration_ms=duration_ms, exit_ms=exit_ms, killed_descendants=killed, survivors=survivors)
+                          duration_ms=duration_ms, exit_ms=exit_ms, killed_descendants=killed, survivors=survivors,
+                          escaped=escaped_info)
+
+
+def _describe(process: psutil.Process) -> str:
+    try:
+        return f"{process.pid} {' '.join(process.cmdline())[:80]}"
+    except psutil.Error:
+        return str(process.pid)
 
 
 # --------------------------------------------------------------------------- pausing and waiting

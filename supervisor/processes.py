@@ -54,6 +54,20 @@ def snapshot_tree(root: psutil.Process) -> list[psutil.Process]:
         return []
 
 
+def marked(marker: str | None) -> list[psutil.Process]:
+    """Live processes whose environment carries the run's marker: whatever the run
+    started, even what left its process tree (a daemon reparented to init). Only a
+    process that wiped its own environment hides from this; cgroups would be needed."""
+    if not marker:
+        return []
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get(MARKER_ENV) == marker and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+    return found
+
+
 def send(processes: Iterable[psutil.Process], sig: int) -> list[psutil.Process]:
     """Send `sig` to each process still alive (psutil re-checks identity first).
 
