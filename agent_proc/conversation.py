@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -400,7 +401,7 @@ class Transaction:
         written = os.write(self._events_fd, line)
         if written != len(line):  # a full disk can cut a write short; never leave half a line behind
             os.ftruncate(self._events_fd, self.state.events_size)
-            raise OSError(28, "short write to the history (disk full?)", str(self.dir / EVENTS_FILE))
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (short write)", str(self.dir / EVENTS_FILE))
         apply_event(self.state, event)
         self.state.events_size += len(line)
         self._dirty = True
@@ -500,8 +501,10 @@ def create(
 def post_message(conv_dir: Path, content: str) -> str:
     """Give a user message to the conversation: into the history if no run is taking
     messages now, else into the inbox for the running child to take before its next
-    model call. Returns "history" or "inbox".
+    model call. Returns "history" or "inbox". A damaged history is refused
+    (`CorruptFile`) rather than added to.
     """
+    read_events(conv_dir)
     with transaction(conv_dir) as txn:
         if txn.state.status is not Status.RUNNING:
             txn.record("user_message", content=content, source="send")

@@ -227,6 +227,7 @@ def resume(conv_id: str, keep_partial: bool, detach: bool, grace: float, quiet: 
 
     conv_dir = _conv_dir(conv_id)
     state = control.reconcile(conv_dir)
+    conversation.read_events(conv_dir)  # a damaged history is reported here, not by a child that fails to start
     if state.status is Status.RUNNING:
         raise UsageError(f"conversation {state.id} is already running (pid {state.runtime.pid})")
     if state.status not in STARTABLE:

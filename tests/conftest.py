@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +47,17 @@ class Agent:
     home: Path
     workspace: Path
     env: dict[str, str]
+    transcript: list[str] = field(default_factory=list)  # everything the CLI printed, for secret checks
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "supervisor", *args]
 
     def __call__(self, *args: str, input: str | None = None, timeout: float = 60,
                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command(*args), input=input, capture_output=True, text=True, timeout=timeout,
-                              env={**self.env, **(env or {})}, cwd=self.workspace)
+        result = subprocess.run(self.command(*args), input=input, capture_output=True, text=True, timeout=timeout,
+                                env={**self.env, **(env or {})}, cwd=self.workspace)
+        self.transcript += [result.stdout, result.stderr]
+        return result
 
     def popen(self, *args: str, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
         return subprocess.Popen(self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

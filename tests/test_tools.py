@@ -5,7 +5,7 @@ from __future__ import annotations
 import psutil
 
 from agent_proc.tools import OUTPUT_CAP, RunningCommand, describe_result
-from tests.conftest import finish, terminal
+from tests.conftest import finish, terminal, wait_until
 
 
 def run(command: str, tmp_path, timeout: float = 10.0):
@@ -27,8 +27,8 @@ def test_timeout_kills_the_whole_group(tmp_path):
     result = run("sleep 300 & sleep 300; echo never", tmp_path, timeout=0.5)
     assert result.timed_out and result.exit_code is None and "never" not in result.output
     assert "timed out" in describe_result(result)
-    leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "300"]]
-    assert not leftovers
+    wait_until(lambda: not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "300"]],
+               timeout=3)
 
 
 def test_large_output_is_capped_head_and_tail(tmp_path):

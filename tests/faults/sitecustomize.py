@@ -5,6 +5,8 @@ what the AGENT_FAULT_* variables ask for:
 
 AGENT_FAULT_IGNORE=SIGINT,SIGTERM   the child ignores these signals, as a process
                                     wedged in C code would; only SIGKILL ends it.
+AGENT_FAULT_RECORD=PATH             the child writes whether SIGINT was ignored when
+                                    it started.
 """
 
 import os
@@ -20,3 +22,9 @@ if os.environ.get("AGENT_RUN_MARKER") and os.environ.get("AGENT_FAULT_IGNORE"):
     signal.signal = _signal_that_ignores
     for _sig in _ignored:
         _install(_sig, signal.SIG_IGN)
+
+# AGENT_FAULT_RECORD=PATH: write how SIGINT was disposed of when the child started,
+# so a test can prove the condition it set up really reached the child.
+if os.environ.get("AGENT_RUN_MARKER") and os.environ.get("AGENT_FAULT_RECORD"):
+    with open(os.environ["AGENT_FAULT_RECORD"], "w") as _record:
+        _record.write("ignored" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "not ignored")
