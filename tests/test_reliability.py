@@ -222,7 +222,8 @@ def test_09_ci_cancel_sequence(agent, serve, ignores):
 
 
 @pytest.mark.slow
-def test_10_two_hundred_sigkills_lose_no_acknowledged_event(agent, serve):
+def test_10_two_hundred_sigkills_lose_no_acknowledged_event(agent, serve, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", agent.env["PYTHONPATH"])  # children are started from this process here
     server = serve(terminal("echo step"), when_exhausted="repeat_last")
     conv_id = agent.start(server, "go", "--max-iterations", "100000")
     agent("interrupt", conv_id)
@@ -230,7 +231,7 @@ def test_10_two_hundred_sigkills_lose_no_acknowledged_event(agent, serve):
     rng = random.Random(20261127)
     for attempt in range(200):
         child = control.spawn_child(conv_dir, supervisor_pid=None)
-        time.sleep(rng.uniform(0.0, 0.35))
+        time.sleep(rng.uniform(0.0, 0.6))
         seen, _ = read_events(conv_dir)  # acknowledged by now: every complete line a reader sees
         child.kill()
         child.wait()
@@ -240,10 +241,10 @@ def test_10_two_hundred_sigkills_lose_no_acknowledged_event(agent, serve):
         json.loads((conv_dir / "state.json").read_bytes())
         state = control.reconcile(conv_dir)
         assert state.status.value != "running"
-        assert state.events_seq == events[-1]["seq"]
+        assert state.events_seq == read_events(conv_dir)[0][-1]["seq"]
     shown = agent("show", "--json", conv_id)
     assert shown.returncode == 0
-    assert agent.events(conv_id, "reconciled"), "no kill landed mid-run"
+    assert len(agent.events(conv_id, "reconciled")) > 100, "too few kills landed mid-run"
 
 
 def test_11_concurrent_senders_and_readers(agent, serve):
