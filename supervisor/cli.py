@@ -471,6 +471,7 @@ def rm(conv_ids: tuple[str, ...], force: bool) -> None:
             if not force:
                 raise UsageError(f"conversation {state.id} is running; interrupt it first or use rm -f")
             control.stop_run(conv_dir, grace=1.0, requested_by="agent rm -f")
+            control.wait_supervisor_gone(conv_dir)
         shutil.rmtree(conv_dir)
         click.echo(state.id)
 

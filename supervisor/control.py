@@ -259,6 +259,21 @@ def _describe(process: psutil.Process) -> str:
         return str(process.pid)
 
 
+def wait_supervisor_gone(conv_dir: Path, timeout: float = 3.0) -> None:
+    """Wait for the watcher of a stopped detached run to finish its last writes."""
+    pid = load_state(conv_dir).runtime.supervisor_pid
+    if not pid:
+        return
+    try:
+        watcher = psutil.Process(pid)
+        command = watcher.cmdline()
+        if "supervisor.watcher" not in command or conv_dir.name not in command:
+            return  # not our watcher (any more): the pid was reused
+    except psutil.Error:
+        return
+    processes.wait_gone([watcher], timeout)
+
+
 # --------------------------------------------------------------------------- pausing and waiting
 
 

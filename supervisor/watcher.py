@@ -32,7 +32,11 @@ def main(argv: list[str]) -> int:
     except control.StartFailed as error:
         print(f"[watcher] {error}", file=sys.stderr)
         return outcomes.EXIT_FAILED
-    outcome = attach.supervise(conv_dir, child, grace=args.grace, show=False, offset=0)
+    try:
+        outcome = attach.supervise(conv_dir, child, grace=args.grace, show=False, offset=0)
+    except conversation.ConversationError as error:  # removed (`agent rm -f`) while we watched
+        print(f"[watcher] {error}", file=sys.stderr)
+        return outcomes.EXIT_FAILED
     return outcomes.exit_code_for(outcome.state)
 
 
