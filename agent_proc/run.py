@@ -71,15 +71,21 @@ def become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def reap_orphans() -> None:
-    """Collect exit statuses of adopted orphans, so none stays a zombie."""
+def reap_orphans(spare: int | None = None) -> None:
+    """Collect the exit status of adopted orphans that have ended, so none stays a zombie.
+
+    `spare` is the pid of the tool process in flight: its status belongs to its
+    `Popen`, so it is only looked at (WNOWAIT), never taken.
+    """
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             return
-        if pid == 0:
+        if ended is None or ended.si_pid == spare:
             return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(ended.si_pid, 0)
 
 
 def end_descendants() -> None:
@@ -299,8 +305,9 @@ class Run:
         command = args["command"]
         say(f"[terminal] $ {command}\n")
         self.log.info("tool_start", tool="terminal", call_id=call["id"])
+        self.activity = Activity("tool", call=call)  # before the process exists: see on_child_ended
         running = RunningCommand(command, self.workspace)
-        self.activity = Activity("tool", call=call, command=running)
+        self.activity.command = running
         result = running.wait(self.settings.tool_timeout)
         self.activity = Activity()
         reap_orphans()
@@ -472,7 +479,16 @@ def main(conv_id: str, *, keep_partial: bool = False) -> int:
         if run.activity.kind == "model_call":  # a late signal after the call ended is moot
             raise llm.CallTimeout()
 
+    def on_child_ended(signum: int, frame: Any) -> None:
+        if run.activity.kind == "tool":
+            if run.activity.command is None:
+                return  # the tool's process is being started; its pid is not known yet
+            reap_orphans(spare=run.activity.command.process.pid)
+        else:
+            reap_orphans()
+
     signal.signal(signal.SIGUSR1, on_watchdog)
+    signal.signal(signal.SIGCHLD, on_child_ended)  # reap adopted orphans at once, even mid-call
     die_with_supervisor()
     try:
         code = run.loop()

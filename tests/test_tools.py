@@ -67,3 +67,12 @@ def test_huge_tool_output_in_a_run(agent, serve):
     conv_id = agent("ps", "-a", "-q").stdout.strip()
     assert agent.events(conv_id, "tool_result")[0]["truncated"]
     assert (agent.dir(conv_id) / "events.jsonl").stat().st_size < 1_000_000
+
+
+def test_exit_codes_survive_the_reaping_of_orphans(agent, serve):
+    """The child reaps adopted orphans on SIGCHLD; it must never take a tool's own status."""
+    server = serve(*[terminal(f"(sleep 0.01 &); exit {code}") for code in (7, 0, 3, 1, 42)], finish())
+    result = agent("run", "-m", "openai/scripted", "--base-url", server.url, "hi")
+    assert result.returncode == 0, result.stderr
+    conv_id = agent("ps", "-a", "-q").stdout.strip()
+    assert [e["exit_code"] for e in agent.events(conv_id, "tool_result")][:5] == [7, 0, 3, 1, 42]
