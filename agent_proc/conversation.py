@@ -29,7 +29,7 @@ import re
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -122,7 +122,8 @@ class Runtime:
     """The process currently (or last) running the conversation."""
 
     pid: int | None = None
-    create_time: float | None = None  # psutil's create time: with the pid, the process's identity
+    create_time: float | None = None  # psutil's create time (wall clock), for people
+    start_ticks: int | None = None  # start time in clock ticks since boot: with the pid, the process's identity
     marker: str | None = None  # AGENT_RUN_MARKER in the child's environment
     supervisor_pid: int | None = None
     started_at: str | None = None
@@ -231,6 +232,7 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
         state.runtime = Runtime(
             pid=event["pid"],
             create_time=event["create_time"],
+            start_ticks=event.get("start_ticks"),
             marker=event.get("marker"),
             supervisor_pid=event.get("supervisor_pid"),
             started_at=event["ts"],
@@ -287,7 +289,9 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    # The new file is in place; failing to make its name durable must not undo the write.
+    with contextlib.suppress(OSError):
+        _fsync_dir(path.parent)
 
 
 def _read_checkpoint(conv_dir: Path) -> State:
@@ -298,7 +302,7 @@ def _read_checkpoint(conv_dir: Path) -> State:
         raise CorruptFile(f"{path} is missing") from None
     try:
         return State.from_dict(json.loads(raw))
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise CorruptFile(f"{path} is not a valid state document: {e}") from None
 
 
@@ -339,11 +343,20 @@ def _read_tail(events_path: Path, offset: int) -> Tail:
     return Tail(events, end, torn=rest != b"")
 
 
+def _fold(state: State, event: dict[str, Any], conv_dir: Path) -> None:
+    """`apply_event`, with an event that lacks what its type needs reported as damage."""
+    try:
+        apply_event(state, event)
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise CorruptFile(f"{conv_dir / EVENTS_FILE} has a damaged event (seq {event.get('seq')}): "
+                          f"{type(e).__name__}: {e}") from None
+
+
 def load_state(conv_dir: Path) -> State:
     """The conversation's current state: the checkpoint plus any events written after it."""
     state = _read_checkpoint(conv_dir)
     for event in _read_tail(conv_dir / EVENTS_FILE, state.events_size).events:
-        apply_event(state, event)
+        _fold(state, event, conv_dir)
     return state
 
 
@@ -376,34 +389,36 @@ def signals_deferred() -> Iterator[None]:
 
 
 class Transaction:
-    """Exclusive write access to one conversation, obtained from `transaction()`."""
+    """Exclusive write access to one conversation, obtained from `transaction()`.
+
+    Events recorded in a transaction are kept in memory and written with a single
+    append at commit, so a reader sees all of a transaction or none of it (at worst
+    a torn last line, which readers skip).
+    """
 
     def __init__(self, conv_dir: Path) -> None:
         self.dir = conv_dir
         self.state = _read_checkpoint(conv_dir)
         tail = _read_tail(conv_dir / EVENTS_FILE, self.state.events_size)
         for event in tail.events:
-            apply_event(self.state, event)
+            _fold(self.state, event, conv_dir)
         if tail.torn:
             # A writer died mid-line; nobody acknowledged those bytes, so they go.
             os.truncate(conv_dir / EVENTS_FILE, tail.end)
         self.state.events_size = tail.end
         self._dirty = bool(tail.events) or tail.torn
-        self._events_fd: int | None = None
-        self._start_size = tail.end
+        self.recorded: list[dict[str, Any]] = []  # this transaction's events, in order
+        self._lines: list[bytes] = []
+        self._after_commit: list[Callable[[], None]] = []
 
     def record(self, event_type: str, /, **data: Any) -> dict[str, Any]:
-        """Append one event to the history (durably) and fold it into the state."""
+        """Add one event to the history (written at commit) and fold it into the state."""
         event = {"seq": self.state.events_seq + 1, "ts": now_iso(), "type": event_type, **data}
         line = (json.dumps(event, ensure_ascii=False, default=str) + "\n").encode()
-        if self._events_fd is None:
-            self._events_fd = os.open(self.dir / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        written = os.write(self._events_fd, line)
-        if written != len(line):  # a full disk can cut a write short; never leave half a line behind
-            os.ftruncate(self._events_fd, self.state.events_size)
-            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (short write)", str(self.dir / EVENTS_FILE))
         apply_event(self.state, event)
         self.state.events_size += len(line)
+        self.recorded.append(event)
+        self._lines.append(line)
         self._dirty = True
         return event
 
@@ -413,49 +428,54 @@ class Transaction:
         check_transition(current, target)
         return self.record("status", **{"from": current.value, "to": target.value, "reason": reason, **data})
 
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Do `action` once the transaction is durable (e.g. remove what it took in)."""
+        self._after_commit.append(action)
+
     def commit(self) -> None:
-        """Make the appended events durable, then checkpoint the state after them."""
-        if self._events_fd is not None:
-            os.fsync(self._events_fd)
-        if self._dirty:
-            write_atomic(self.dir / STATE_FILE, json.dumps(self.state.to_dict(), indent=2).encode())
-            self._dirty = False
-
-    def rollback(self) -> None:
-        """Take back the events appended by a transaction that failed part-way."""
-        if self._events_fd is not None:
-            os.ftruncate(self._events_fd, self._start_size)
-
-    def close(self) -> None:
-        if self._events_fd is not None:
-            os.close(self._events_fd)
-            self._events_fd = None
+        """Append the events durably, then checkpoint the state after them."""
+        path = self.dir / EVENTS_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                if self._lines:
+                    data = b"".join(self._lines)
+                    if os.write(fd, data) != len(data):  # a full disk can cut a write short
+                        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (short write)", str(path))
+                    os.fsync(fd)
+                if self._dirty:
+                    write_atomic(self.dir / STATE_FILE, json.dumps(self.state.to_dict(), indent=2).encode())
+            except BaseException:
+                os.ftruncate(fd, start)  # all of the transaction, or nothing of it
+                raise
+        finally:
+            os.close(fd)
+        self._dirty = False
+        for action in self._after_commit:
+            action()
 
 
 @contextlib.contextmanager
 def transaction(conv_dir: Path) -> Iterator[Transaction]:
-    """Lock the conversation, yield a `Transaction`, and save the state at the end.
+    """Lock the conversation, yield a `Transaction`, and commit it at the end.
 
-    SIGINT and SIGTERM wait until the block is over, so a run that is interrupted
-    never leaves an event without its checkpoint or a half-written file.
+    The lock is waited for with signals deliverable (a stuck holder must not make us
+    deaf to SIGINT); once it is held, SIGINT, SIGTERM and SIGUSR1 wait until the block
+    is over, so an interrupted run never leaves half a transaction behind. A block
+    that raises writes nothing.
     """
     if not conv_dir.is_dir():
         raise NotFound(f"conversation {conv_dir.name} no longer exists")
-    with signals_deferred():
-        fd = os.open(conv_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+    fd = os.open(conv_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with signals_deferred():
             txn = Transaction(conv_dir)
-            try:
-                yield txn
-                txn.commit()
-            except BaseException:
-                txn.rollback()
-                raise
-            finally:
-                txn.close()
-        finally:
-            os.close(fd)
+            yield txn
+            txn.commit()
+    finally:
+        os.close(fd)
 
 
 def create(
@@ -535,7 +555,9 @@ def take_inbox(txn: Transaction) -> list[dict[str, Any]]:
                 content = None
             if isinstance(content, str):
                 taken.append(txn.record("user_message", content=content, source="send", inbox_id=inbox_id))
-        path.unlink()
+        # Removed only once the message is safely in the history; a file that outlives a
+        # crash is behind the cursor and is only removed next time.
+        txn.after_commit(lambda path=path: path.unlink(missing_ok=True))
     return taken
 
 

@@ -112,9 +112,10 @@ def _error_from_response(response: requests.Response) -> LLMError:
     status = response.status_code
     try:
         body = response.json()
-        detail = body.get("error", {}).get("message") if isinstance(body.get("error"), dict) else body.get("error")
     except ValueError:
-        detail = None
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    detail = error.get("message") if isinstance(error, dict) else error if isinstance(error, str) else None
     detail = detail or (response.text[:200].strip() if response.text else response.reason)
     retryable = status in (408, 409, 429) or status >= 500
     return LLMError(
@@ -190,6 +191,8 @@ def call_once(
                 partial.first_byte_ms = partial.elapsed_ms()
                 try:
                     doc = response.json()
+                    if not isinstance(doc, dict):
+                        raise ValueError("not an object")
                 except ValueError:
                     raise LLMError("the model API answered with invalid JSON", retryable=False,
                                    kind="response") from None
@@ -204,6 +207,8 @@ def call_once(
                     break
                 try:
                     event = json.loads(data)
+                    if not isinstance(event, dict):
+                        raise ValueError("not an object")
                 except ValueError:
                     raise LLMError(f"malformed event in the model's stream: {data[:120]!r}", retryable=False,
                                    kind="stream") from None

@@ -30,7 +30,7 @@ import structlog
 
 from agent_proc import conversation, llm, logs, pricing
 from agent_proc.conversation import Settings, Transaction, transaction
-from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV
+from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, process_start_ticks
 from agent_proc.providers import find_api_key, parse_model
 from agent_proc.status import STARTABLE, Status
 from agent_proc.tools import TOOL_SPECS, RunningCommand, describe_result
@@ -185,9 +185,7 @@ class Run:
                 if (code := self.pause_if_requested(skip=calls[index:])) is not None:
                     return code
                 if call["name"] == "finish":
-                    answer = self.finish_call(call)
-                    self.skip_calls(calls[index + 1:])
-                    return self.finish(answer)
+                    return self.finish(_finish_message(call), call=call, skip=calls[index + 1:])
                 self.run_tool(call)
 
     def take_messages_or_pause(self) -> int | None:
@@ -320,19 +318,6 @@ class Run:
             exit_code=result.exit_code, truncated=result.truncated, duration_ms=result.duration_ms,
         )
 
-    def finish_call(self, call: dict[str, Any]) -> str:
-        args, problem = _parse_arguments(call)
-        answer = args.get("message") if not problem else None
-        if not isinstance(answer, str):
-            answer = call["arguments"]
-        self._record_result(call, content="[finished]", outcome="complete")
-        return answer
-
-    def skip_calls(self, calls: list[dict[str, Any]]) -> None:
-        if calls:
-            with transaction(self.conv_dir) as txn:
-                self._skip(txn, calls)
-
     def _skip(self, txn: Transaction, calls: list[dict[str, Any]]) -> None:
         for call in calls:
             txn.record("tool_result", call_id=call["id"], name=call["name"], content=SKIPPED_RESULT, outcome="skipped")
@@ -344,8 +329,14 @@ class Run:
 
     # ------------------------------------------------------------------ endings
 
-    def finish(self, answer: str) -> int:
+    def finish(self, answer: str, *, call: dict[str, Any] | None = None, skip: list[dict[str, Any]] = ()) -> int:
+        """End the run with `answer`: the `finish` call's result, the calls after it
+        (skipped) and the status, in one transaction."""
         with transaction(self.conv_dir) as txn:
+            if call is not None:
+                txn.record("tool_result", call_id=call["id"], name=call["name"], content="[finished]",
+                           outcome="complete")
+            self._skip(txn, skip)
             conversation.take_inbox(txn)
             txn.set_status(Status.FINISHED, "finished", answer=answer)
             _ignore_stop_signals()
@@ -398,6 +389,13 @@ class Run:
         return EXIT_PAUSED
 
 
+def _finish_message(call: dict[str, Any]) -> str:
+    """The final answer in a `finish` call; its raw arguments if they are not as asked."""
+    args, problem = _parse_arguments(call)
+    answer = None if problem else args.get("message")
+    return answer if isinstance(answer, str) else call["arguments"]
+
+
 def _parse_arguments(call: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     try:
         args = json.loads(call["arguments"] or "{}")
@@ -425,6 +423,43 @@ def die_with_supervisor() -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
+def start(conv_dir: Path, *, keep_partial: bool, log: Any) -> Run | None:
+    """Take the conversation over: mark it running and record who we are, take in
+    waiting messages, answer tool calls left dangling, and build the `Run`.
+
+    All in one transaction, so SIGINT waits until there is a `Run` to stop. None if
+    the conversation cannot be started.
+    """
+    with transaction(conv_dir) as txn:
+        state = txn.state
+        if state.status not in STARTABLE:
+            say(f"[error] conversation {state.id} is {state.status.value}; it cannot be started\n")
+            return None
+        resumed = state.status is not Status.IDLE
+        txn.set_status(Status.RUNNING, "resumed" if resumed else "started")
+        me = psutil.Process()
+        txn.record("started", pid=me.pid, create_time=me.create_time(), start_ticks=process_start_ticks(me.pid),
+                   marker=os.environ.get(MARKER_ENV), supervisor_pid=int(os.environ.get(SUPERVISOR_ENV) or 0) or None)
+        conversation.take_inbox(txn)
+        history, _ = conversation.read_events(conv_dir)  # what is committed; this transaction adds the rest
+        for call in dangling_calls(history + txn.recorded):
+            txn.record("tool_result", call_id=call["id"], name=call["name"], content=INTERRUPTED_RESULT,
+                       outcome="interrupted")
+        ref = parse_model(state.model)
+        settings = state.settings
+        log.info("run_started", pid=me.pid, resumed=resumed, model=state.model)
+        return Run(
+            conv_dir=conv_dir,
+            config=llm.CallConfig(ref=ref, base_url=state.base_url or ref.provider.default_base_url or "",
+                                  api_key=find_api_key(ref.provider), stream=settings.stream,
+                                  idle_timeout=settings.idle_timeout, retry_timeouts=settings.on_timeout == "retry"),
+            workspace=state.workspace,
+            settings=settings,
+            messages=build_messages(history + txn.recorded, state.workspace, keep_partial=keep_partial),
+            log=log,
+        )
+
+
 def main(conv_id: str, *, keep_partial: bool = False) -> int:
     """Run the conversation `conv_id` until it finishes, fails, pauses or is interrupted."""
     # SIGINT may be ignored on entry (nohup, cron, `&` in a script); we always honour it.
@@ -435,48 +470,61 @@ def main(conv_id: str, *, keep_partial: bool = False) -> int:
 
     conv_dir = conversation.resolve(conv_id)
     state = conversation.load_state(conv_dir)
-    ref = parse_model(state.model)
-    api_key = find_api_key(ref.provider)
-    logs.configure(conv_dir / conversation.LOG_FILE, [api_key])
+    logs.configure(conv_dir / conversation.LOG_FILE, [find_api_key(parse_model(state.model).provider)])
     log = structlog.get_logger().bind(conversation=state.id)
 
-    with transaction(conv_dir) as txn:
-        if txn.state.status not in STARTABLE:
-            say(f"[error] conversation {state.id} is {txn.state.status.value}; it cannot be started\n")
-            return EXIT_USAGE
-        resumed = txn.state.status is not Status.IDLE
-        txn.set_status(Status.RUNNING, "resumed" if resumed else "started")
-        me = psutil.Process()
-        txn.record("started", pid=me.pid, create_time=me.create_time(), marker=os.environ.get(MARKER_ENV),
-                   supervisor_pid=int(os.environ.get(SUPERVISOR_ENV) or 0) or None)
-        conversation.take_inbox(txn)
-        events, _ = conversation.read_events(conv_dir)
-        for call in dangling_calls(events):
-            txn.record("tool_result", call_id=call["id"], name=call["name"], content=INTERRUPTED_RESULT,
-                       outcome="interrupted")
-        events, _ = conversation.read_events(conv_dir)
-        state = txn.state
-
-    log.info("run_started", pid=os.getpid(), resumed=resumed, model=state.model)
-    settings = state.settings
-    run = Run(
-        conv_dir=conv_dir,
-        config=llm.CallConfig(ref=ref, base_url=state.base_url or ref.provider.default_base_url or "", api_key=api_key,
-                              stream=settings.stream, idle_timeout=settings.idle_timeout,
-                              retry_timeouts=settings.on_timeout == "retry"),
-        workspace=state.workspace,
-        settings=settings,
-        messages=build_messages(events, state.workspace, keep_partial=keep_partial),
-        log=log,
-    )
+    run: Run | None = None
     try:
-        run.price = pricing.find_price(state.model)
-    except pricing.PricingError as error:  # checked before start too; a file may have changed since
-        log.warning("price_unknown", error=str(error))
-        say(f"[warning] {error}; cost unknown\n")
+        run = start(conv_dir, keep_partial=keep_partial, log=log)
+        if run is None:
+            return EXIT_USAGE
+        install_handlers(run)
+        die_with_supervisor()
+        try:
+            run.price = pricing.find_price(state.model)
+        except pricing.PricingError as error:  # checked before start too; a file may have changed since
+            log.warning("price_unknown", error=str(error))
+            say(f"[warning] {error}; cost unknown\n")
+        code = run.loop()
+    except KeyboardInterrupt:
+        code = _after_signal(run, "SIGINT")
+    except Terminated:
+        code = _after_signal(run, "SIGTERM")
+    except llm.LLMError as error:
+        _ignore_stop_signals()
+        assert run is not None
+        code = run.timed_out(error) if error.kind == "timeout" else run.fail(str(error), "llm")
+    except llm.CallTimeout:  # the watchdog's signal landed just outside the HTTP request
+        _ignore_stop_signals()
+        assert run is not None
+        code = run.timed_out(llm.LLMError("the model call ran past --llm-timeout", retryable=False, kind="timeout"))
+    except Exception as error:  # a bug must still leave the conversation consistent
+        _ignore_stop_signals()
+        log.exception("crashed")
+        if run is None:
+            raise
+        code = run.fail(f"internal error: {type(error).__name__}: {error}", "crash")
+    _ignore_stop_signals()
+    end_descendants()
+    with transaction(conv_dir) as txn:
+        txn.record("exited", exit_code=code)
+    return code
+
+
+def _after_signal(run: Run | None, signal_name: str) -> int:
+    _ignore_stop_signals()
+    if run is None:  # stopped before the conversation was taken over: nothing to record
+        return EXIT_PAUSED
+    return run.stop_interrupted(signal_name)
+
+
+def install_handlers(run: Run) -> None:
+    """SIGUSR1 (the watchdog) and SIGCHLD (orphans to reap) need to know what the run is doing."""
 
     def on_watchdog(signum: int, frame: Any) -> None:
-        if run.activity.kind == "model_call":  # a late signal after the call ended is moot
+        partial = run.activity.partial
+        # Only a call still waiting for its answer is abandoned; a late signal is moot.
+        if run.activity.kind == "model_call" and partial is not None and partial.finish_reason is None:
             raise llm.CallTimeout()
 
     def on_child_ended(signum: int, frame: Any) -> None:
@@ -489,27 +537,3 @@ def main(conv_id: str, *, keep_partial: bool = False) -> int:
 
     signal.signal(signal.SIGUSR1, on_watchdog)
     signal.signal(signal.SIGCHLD, on_child_ended)  # reap adopted orphans at once, even mid-call
-    die_with_supervisor()
-    try:
-        code = run.loop()
-    except KeyboardInterrupt:
-        _ignore_stop_signals()
-        code = run.stop_interrupted("SIGINT")
-    except Terminated:
-        _ignore_stop_signals()
-        code = run.stop_interrupted("SIGTERM")
-    except llm.LLMError as error:
-        _ignore_stop_signals()
-        code = run.timed_out(error) if error.kind == "timeout" else run.fail(str(error), "llm")
-    except llm.CallTimeout:  # the watchdog's signal landed just outside the HTTP request
-        _ignore_stop_signals()
-        code = run.timed_out(llm.LLMError("the model call ran past --llm-timeout", retryable=False, kind="timeout"))
-    except Exception as error:  # a bug must still leave the conversation consistent
-        _ignore_stop_signals()
-        log.exception("crashed")
-        code = run.fail(f"internal error: {type(error).__name__}: {error}", "crash")
-    _ignore_stop_signals()
-    end_descendants()
-    with transaction(conv_dir) as txn:
-        txn.record("exited", exit_code=code)
-    return code

@@ -53,12 +53,6 @@ def follow(conv_dir: Path, out: BinaryIO, *, offset: int, done: Callable[[], boo
     return copy_output(conv_dir, offset, out)
 
 
-class StopRequested(BaseException):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 @dataclass
 class Outcome:
     state: State
@@ -71,35 +65,34 @@ def supervise(conv_dir: Path, child: subprocess.Popen[bytes], *, grace: float, s
     limits (`watchdog`), and stop it on Ctrl+C or SIGTERM.
 
     The first SIGINT or SIGTERM stops the run exactly as `agent interrupt` does; a
-    second one during that stop kills at once.
+    second one during that stop kills at once. The handlers only note the signal (the
+    loop acts on it within one poll), so no exception can land at an awkward moment.
     """
     received: list[int] = []
-
-    def on_signal(signum: int, frame: object) -> None:
-        received.append(signum)
-        if len(received) == 1:
-            raise StopRequested(signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     out = sys.stderr.buffer if show else open(os.devnull, "wb")  # noqa: SIM115
     dog = watchdog.Watchdog.for_run(conv_dir, child, grace)
     report = None
     try:
-        try:
-            while child.poll() is None and report is None:
-                offset = copy_output(conv_dir, offset, out)
+        while child.poll() is None and report is None:
+            offset = copy_output(conv_dir, offset, out)
+            if received:
+                name = signal.Signals(received[0]).name
+                out.write(f"\n[agent] {name}: stopping run {conv_dir.name} (again to kill at once)\n".encode())
+                out.flush()
+                report = control.stop_run(conv_dir, grace=grace, requested_by=f"agent run ({name})",
+                                          hurry=lambda: len(received) > 1)
+            else:
                 report = dog.check()
                 time.sleep(POLL)
-        except StopRequested as stop:
-            out.write(f"\n[agent] {stop}: stopping run {conv_dir.name} (again to kill at once)\n".encode())
-            out.flush()
-            report = control.stop_run(conv_dir, grace=grace, requested_by=f"agent run ({stop})",
-                                      hurry=lambda: len(received) > 1)
         child.wait()
         copy_output(conv_dir, offset, out)
+        # Another shell may be stopping this run: its record comes first.
+        state = control.reconcile(conv_dir, wait_for_stop=True)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if not show:
             out.close()
-    return Outcome(control.reconcile(conv_dir), received[0] if received else None, report)
+    return Outcome(state, received[0] if received else None, report)

@@ -20,6 +20,7 @@ import click
 
 from agent_proc import conversation
 from agent_proc.conversation import ON_TIMEOUT_CHOICES, ConversationError, Settings
+from agent_proc.pricing import PricingError
 from agent_proc.status import STARTABLE, IllegalTransition, Status
 from supervisor import __version__, outcomes
 from supervisor.settings import SettingsError
@@ -40,7 +41,7 @@ class AgentGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ConversationError, SettingsError, IllegalTransition) as error:
+        except (ConversationError, SettingsError, IllegalTransition, PricingError) as error:
             raise UsageError(str(error)) from None
         except OSError as error:
             where = f"{error.filename}: " if error.filename else ""
@@ -453,7 +454,7 @@ def wait(conv_id: str, timeout: float | None, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("conv_ids", metavar="ID...", nargs=-1, required=True)
-@click.option("-f", "--force", is_flag=True, help="Stop a running run first (SIGKILL after 1 s).")
+@click.option("-f", "--force", is_flag=True, help="Stop a running run first (SIGINT, then SIGKILL within 2 s).")
 def rm(conv_ids: tuple[str, ...], force: bool) -> None:
     """Delete conversations. A running one is refused unless -f.
 
@@ -547,8 +548,6 @@ def main() -> None:
     except click.ClickException as error:
         click.echo(f"Error: {error.format_message()}", err=True)
         sys.exit(error.exit_code)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
     except click.Abort:
         sys.exit(outcomes.EXIT_PAUSED)
     except Exception as error:  # a bug: still one line, unless asked for more

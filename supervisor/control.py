@@ -109,13 +109,15 @@ def wait_started(conv_dir: Path, process: subprocess.Popen[bytes], timeout: floa
         time.sleep(0.01)
 
 
-def abandon_start(conv_dir: Path, child: subprocess.Popen[bytes]) -> None:
-    """Stop a child that was asked to stop before `wait_started` returned."""
-    if load_state(conv_dir).runtime.pid == child.pid:
-        stop_run(conv_dir, grace=0.5, requested_by="agent run (Ctrl+C while starting)")
-    else:
+def abandon_start(conv_dir: Path, child: subprocess.Popen[bytes], grace: float = 1.0) -> None:
+    """Stop a child that was asked to stop before `wait_started` returned: SIGINT first
+    (if it has taken the conversation over, it records the pause), SIGKILL if need be."""
+    child.send_signal(signal.SIGINT)
+    try:
+        child.wait(grace)
+    except subprocess.TimeoutExpired:
         child.kill()
-    child.wait()
+        child.wait()
     reconcile(conv_dir)
 
 
@@ -146,25 +148,32 @@ def _stop_lock(conv_dir: Path, *, wait: bool = True) -> Iterator[bool]:
         os.close(fd)
 
 
-def reconcile(conv_dir: Path) -> State:
-    """The conversation's state, corrected if it says `running` but its process is gone."""
+def reconcile(conv_dir: Path, *, wait_for_stop: bool = False) -> State:
+    """The conversation's state, corrected if it says `running` but its process is gone.
+
+    While a stop is under way (another shell's `agent interrupt`), its record is about
+    to be written: with `wait_for_stop` we wait for it, otherwise we leave it be.
+    """
     state = load_state(conv_dir)
     if state.status is not Status.RUNNING or processes.identify(state.runtime) is not None:
         return state
-    with _stop_lock(conv_dir, wait=False) as free:
+    with _stop_lock(conv_dir, wait=wait_for_stop) as free:
         if not free:
-            return state  # a stop is recording the outcome right now
+            return state
         return _record_vanished(conv_dir)
 
 
 def _record_vanished(conv_dir: Path) -> State:
-    """Under the stop lock: mark a `running` conversation whose process is gone as failed."""
+    """Under the stop lock: mark a `running` conversation whose process is gone as failed,
+    and end whatever it left behind (tools of a child that crashed run on under init)."""
     with transaction(conv_dir) as txn:
         runtime = txn.state.runtime
         if txn.state.status is Status.RUNNING and processes.identify(runtime) is None:
+            orphans = processes.marked(runtime.marker)
+            processes.send(orphans, signal.SIGKILL)
             reason = (f"process {runtime.pid} is gone without recording an outcome "
                       "(crashed, killed, or the machine restarted)")
-            txn.record("reconciled", reason=reason, pid=runtime.pid)
+            txn.record("reconciled", reason=reason, pid=runtime.pid, killed=[_describe(p) for p in orphans])
             if runtime.ended_at is None:
                 txn.record("exited", exit_code=None)
             txn.set_status(Status.ERROR, reason)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import psutil
 
 from agent_proc.conversation import Runtime
-from agent_proc.environment import MARKER_ENV
+from agent_proc.environment import MARKER_ENV, process_start_ticks
 
 CREATE_TIME_TOLERANCE = 0.05  # seconds; psutil derives it from clock ticks
 
@@ -26,7 +26,11 @@ def identify(runtime: Runtime) -> psutil.Process | None:
         return None
     try:
         process = psutil.Process(runtime.pid)
-        if abs(process.create_time() - runtime.create_time) > CREATE_TIME_TOLERANCE:
+        if runtime.start_ticks is not None:
+            # Exact, and immune to the wall clock being stepped (which moves create times).
+            if process_start_ticks(runtime.pid) != runtime.start_ticks:
+                return None  # the pid was reused
+        elif abs(process.create_time() - runtime.create_time) > CREATE_TIME_TOLERANCE:
             return None  # the pid was reused
         if process.status() == psutil.STATUS_ZOMBIE:
             return None  # exited; only waiting for its parent to reap it
