@@ -244,3 +244,28 @@ def test_ctrl_c_typed_at_a_terminal(agent, serve):
     assert os.waitstatus_to_exitcode(status) == 130, screen.decode(errors="replace")
     assert b"Traceback" not in screen
     assert agent.state(conv_id).status.value == "paused"
+
+
+def test_right_create_time_but_wrong_start_ticks_is_never_signalled(agent, serve):
+    """Start ticks are checked exactly: with no marker to go by, a process with the
+    right create time is still not ours if it started at another tick."""
+    server = serve(finish())
+    conv_id = agent.start(server)
+    assert agent("wait", conv_id).returncode == 0
+    bystander = psutil.Popen(["sleep", "60"])
+    try:
+        from agent_proc.conversation import transaction
+        from agent_proc.environment import process_start_ticks
+        from agent_proc.status import Status
+
+        with transaction(agent.dir(conv_id)) as txn:
+            txn.set_status(Status.RUNNING, "forged by the test")
+            txn.record("started", pid=bystander.pid, create_time=bystander.create_time(),
+                       start_ticks=process_start_ticks(bystander.pid) + 1, marker=None)
+
+        assert agent("interrupt", conv_id).returncode == 0
+        assert bystander.is_running() and bystander.status() != psutil.STATUS_ZOMBIE
+        assert agent.state(conv_id).status.value == "error"
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -181,6 +181,22 @@ def test_08_foreground_supervisor_killed(agent, serve):
     assert agent.events(conv_id, "interrupted")[0]["during"] == "model_call"
 
 
+def test_08_crashed_child_leaves_nothing_behind_once_reconciled(agent, serve):
+    """A child that dies without a word (OOM killer, segfault) leaves its tools to init;
+    the next command that notices the crash ends them."""
+    server = serve(terminal("setsid sleep 600 & sleep 601"))
+    conv_id = agent.start(server)
+    sleeps = wait_until(lambda: len(found := [p for p in marked_processes(agent, conv_id) if p.name() == "sleep"]) == 2
+                        and found)
+    agent.child(conv_id).kill()
+    agent("ps")  # any command that reads it reconciles it (the watcher may have done so already)
+
+    wait_until(lambda: all(gone(p) for p in sleeps), timeout=3)
+    assert agent.state(conv_id).status.value == "error"
+    killed = agent.events(conv_id, "reconciled")[0]["killed"]
+    assert {p.pid for p in sleeps} <= {int(entry.split()[0]) for entry in killed}
+
+
 def test_08_detached_supervisor_killed(agent, serve):
     server = serve(slow_text(seconds=30))
     conv_id = agent.start(server)
