@@ -43,51 +43,39 @@ def _open_output(conv_dir: Path) -> int:
     return os.open(conv_dir / conversation.OUTPUT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
 
-def spawn_child(conv_dir: Path, *, supervisor_pid: int | None, keep_partial: bool = False) -> subprocess.Popen[bytes]:
-    """Start `python -m agent_proc run ID` for the conversation, in a session of its own.
+def _spawn(conv_dir: Path, argv: list[str], env: dict[str, str], cwd: str | None = None) -> subprocess.Popen[bytes]:
+    """Start `python ARGV` in a session of its own, its output going to output.log.
 
     Its own session keeps a terminal's Ctrl+C away from it: the supervisor decides
-    what Ctrl+C means. Its output goes to the conversation's output.log.
+    what Ctrl+C means.
     """
-    state = load_state(conv_dir)
-    env = dict(os.environ)
-    env["AGENT_HOME"] = str(conv_dir.parent.parent)
-    env[MARKER_ENV] = f"{state.id}-{os.urandom(8).hex()}"
-    env.pop(SUPERVISOR_ENV, None)
-    if supervisor_pid:
-        env[SUPERVISOR_ENV] = str(supervisor_pid)
     out = _open_output(conv_dir)
     try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "agent_proc", "run", state.id, *(["--keep-partial"] if keep_partial else [])],
-            cwd=state.workspace,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            env=env,
-            start_new_session=True,
-        )
+        return subprocess.Popen([sys.executable, *argv], cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                env=env, start_new_session=True)
     finally:
         os.close(out)
+
+
+def spawn_child(conv_dir: Path, *, supervisor_pid: int | None, keep_partial: bool = False) -> subprocess.Popen[bytes]:
+    """Start the run's child, `python -m agent_proc run ID`, in the workspace, with a
+    marker no other process has."""
+    state = load_state(conv_dir)
+    env = {k: v for k, v in os.environ.items() if k != SUPERVISOR_ENV}
+    env["AGENT_HOME"] = str(conv_dir.parent.parent)
+    env[MARKER_ENV] = f"{state.id}-{os.urandom(8).hex()}"
+    if supervisor_pid:
+        env[SUPERVISOR_ENV] = str(supervisor_pid)
+    argv = ["-m", "agent_proc", "run", state.id, *(["--keep-partial"] if keep_partial else [])]
+    return _spawn(conv_dir, argv, env, cwd=state.workspace)
 
 
 def spawn_watcher(conv_dir: Path, *, grace: float, keep_partial: bool = False) -> subprocess.Popen[bytes]:
     """Start the process that supervises a detached run (`python -m supervisor.watcher`):
     it starts the child, enforces the run's limits and records how it ended."""
-    env = {**os.environ, "AGENT_HOME": str(conv_dir.parent.parent)}
-    out = _open_output(conv_dir)
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "supervisor.watcher", conv_dir.name, "--grace", str(grace),
-             *(["--keep-partial"] if keep_partial else [])],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            env=env,
-            start_new_session=True,
-        )
-    finally:
-        os.close(out)
+    argv = ["-m", "supervisor.watcher", conv_dir.name, "--grace", str(grace),
+            *(["--keep-partial"] if keep_partial else [])]
+    return _spawn(conv_dir, argv, {**os.environ, "AGENT_HOME": str(conv_dir.parent.parent)})
 
 
 def wait_started(conv_dir: Path, process: subprocess.Popen[bytes], timeout: float = START_TIMEOUT,

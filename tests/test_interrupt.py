@@ -11,6 +11,9 @@ import time
 import psutil
 import pytest
 
+from agent_proc.conversation import transaction
+from agent_proc.environment import process_start_ticks
+from agent_proc.status import Status
 from tests.conftest import dump, fault_env, finish, slow_text, terminal, wait_until
 
 
@@ -118,49 +121,31 @@ def test_interrupt_of_unknown_id_is_a_clear_error(agent):
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
-def test_stale_pid_with_wrong_create_time_is_never_signalled(agent, serve):
+@pytest.mark.parametrize("forged", [
+    # The pid was reused: the start time differs.
+    lambda p: {"create_time": p.create_time() - 100, "marker": "m"},
+    # Right start time, but not our marker in its environment.
+    lambda p: {"create_time": p.create_time(), "marker": "not-its-marker"},
+    # No marker to go by: the start ticks alone decide, exactly (the create time is right).
+    lambda p: {"create_time": p.create_time(), "start_ticks": process_start_ticks(p.pid) + 1, "marker": None},
+], ids=["wrong-start-time", "no-marker", "wrong-start-ticks"])
+def test_a_recorded_pid_that_is_not_ours_is_never_signalled(agent, serve, forged):
     server = serve(finish())
     conv_id = agent.start(server)
     assert agent("wait", conv_id).returncode == 0
     bystander = psutil.Popen(["sleep", "60"])
     try:
         # Make the record claim the run is still going, in an unrelated process.
-        from agent_proc.conversation import transaction
-        from agent_proc.status import Status
-
         with transaction(agent.dir(conv_id)) as txn:
             txn.set_status(Status.RUNNING, "forged by the test")
-            txn.record("started", pid=bystander.pid, create_time=bystander.create_time() - 100, marker="m")
-
-        result = agent("interrupt", conv_id)
-
-        assert result.returncode == 0
-        assert bystander.is_running() and bystander.status() != psutil.STATUS_ZOMBIE
-        state = agent.state(conv_id)
-        assert state.status.value == "error"
-        assert "gone" in state.status_reason
-    finally:
-        bystander.kill()
-        bystander.wait()
-
-
-def test_right_create_time_but_no_marker_is_never_signalled(agent, serve):
-    server = serve(finish())
-    conv_id = agent.start(server)
-    assert agent("wait", conv_id).returncode == 0
-    bystander = psutil.Popen(["sleep", "60"])
-    try:
-        from agent_proc.conversation import transaction
-        from agent_proc.status import Status
-
-        with transaction(agent.dir(conv_id)) as txn:
-            txn.set_status(Status.RUNNING, "forged by the test")
-            txn.record("started", pid=bystander.pid, create_time=bystander.create_time(), marker="not-its-marker")
+            txn.record("started", pid=bystander.pid, **forged(bystander))
 
         assert agent("interrupt", conv_id).returncode == 0
         assert agent("ps", "-a").returncode == 0
+
         assert bystander.is_running() and bystander.status() != psutil.STATUS_ZOMBIE
-        assert agent.state(conv_id).status.value == "error"
+        state = agent.state(conv_id)
+        assert state.status.value == "error" and "gone" in state.status_reason
     finally:
         bystander.kill()
         bystander.wait()
@@ -245,27 +230,3 @@ def test_ctrl_c_typed_at_a_terminal(agent, serve):
     assert b"Traceback" not in screen
     assert agent.state(conv_id).status.value == "paused"
 
-
-def test_right_create_time_but_wrong_start_ticks_is_never_signalled(agent, serve):
-    """Start ticks are checked exactly: with no marker to go by, a process with the
-    right create time is still not ours if it started at another tick."""
-    server = serve(finish())
-    conv_id = agent.start(server)
-    assert agent("wait", conv_id).returncode == 0
-    bystander = psutil.Popen(["sleep", "60"])
-    try:
-        from agent_proc.conversation import transaction
-        from agent_proc.environment import process_start_ticks
-        from agent_proc.status import Status
-
-        with transaction(agent.dir(conv_id)) as txn:
-            txn.set_status(Status.RUNNING, "forged by the test")
-            txn.record("started", pid=bystander.pid, create_time=bystander.create_time(),
-                       start_ticks=process_start_ticks(bystander.pid) + 1, marker=None)
-
-        assert agent("interrupt", conv_id).returncode == 0
-        assert bystander.is_running() and bystander.status() != psutil.STATUS_ZOMBIE
-        assert agent.state(conv_id).status.value == "error"
-    finally:
-        bystander.kill()
-        bystander.wait()
