@@ -254,10 +254,11 @@ class Run:
 
         partial = llm.complete(self.session, self.config, self.messages, TOOL_SPECS,
                                on_delta=on_delta, on_failure=on_failure, new_partial=new_partial)
-        self.activity = Activity()
         message = self._model_event(partial, outcome="complete")
         with transaction(self.conv_dir) as txn:
             txn.record("model_message", **message)
+            # Only now is the answer safe: a signal before this point records it as interrupted, text and all.
+            self.activity = Activity()
         self.messages.append(build_messages([{"type": "model_message", **message}], "")[1])
         if partial.content and not partial.content.endswith("\n"):
             say("\n")
@@ -319,8 +320,7 @@ class Run:
         running = RunningCommand(command, self.workspace)
         self.activity.command = running
         result = running.wait(self.settings.tool_timeout)
-        self.activity = Activity()
-        reap_orphans()
+        reap_orphans(spare=running.process.pid)
         shown = result.output if len(result.output) <= 2000 else result.output[:2000] + "\n[... more ...]"
         if shown and not shown.endswith("\n"):
             shown += "\n"
@@ -337,6 +337,8 @@ class Run:
     def _record_result(self, call: dict[str, Any], *, content: str, outcome: str, **extra: Any) -> None:
         with transaction(self.conv_dir) as txn:
             txn.record("tool_result", call_id=call["id"], name=call["name"], content=content, outcome=outcome, **extra)
+            # Only now is the step safe: a signal before this point records it as interrupted, output and all.
+            self.activity = Activity()
         self.messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
 
     # ------------------------------------------------------------------ endings
