@@ -20,10 +20,8 @@ import click
 
 from agent_proc import conversation
 from agent_proc.conversation import ON_TIMEOUT_CHOICES, ConversationError, Settings
-from agent_proc.pricing import PricingError
 from agent_proc.status import STARTABLE, IllegalTransition, Status
 from supervisor import __version__, outcomes
-from supervisor.settings import SettingsError
 
 # Set AGENT_DEBUG=1 to see the traceback of an unexpected error.
 DEBUG_ENV = "AGENT_DEBUG"
@@ -41,11 +39,22 @@ class AgentGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ConversationError, SettingsError, IllegalTransition, PricingError) as error:
-            raise UsageError(str(error)) from None
         except OSError as error:
             where = f"{error.filename}: " if error.filename else ""
             raise click.ClickException(f"{where}{error.strerror or error}") from None
+        except Exception as error:
+            if _is_bad_input(error):
+                raise UsageError(str(error)) from None
+            raise
+
+
+def _is_bad_input(error: Exception) -> bool:
+    """Whether `error` is one of ours that reports bad input (imported only when needed,
+    so that no command pays for modules it does not use)."""
+    from agent_proc.pricing import PricingError
+    from supervisor.settings import SettingsError
+
+    return isinstance(error, (ConversationError, SettingsError, IllegalTransition, PricingError))
 
 
 @click.group(cls=AgentGroup, context_settings={"help_option_names": ["-h", "--help"]})
