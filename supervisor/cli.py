@@ -418,16 +418,21 @@ def logs(conv_id: str, follow: bool) -> None:
       agent logs 3f9a
       agent logs -f 3f9a
     """
-    from supervisor import attach, control
+    from supervisor import attach, control, processes
 
     conv_dir = _conv_dir(conv_id)
     out = sys.stdout.buffer
     if not follow:
         attach.copy_output(conv_dir, 0, out)
         return
+    def finished() -> bool:
+        # The run's last words are printed after its final status is written: wait for
+        # its process to be gone too, so that they are shown.
+        state = control.reconcile(conv_dir)
+        return state.status is not Status.RUNNING and processes.identify(state.runtime) is None
+
     try:
-        attach.follow(conv_dir, out, offset=0,
-                      done=lambda: control.reconcile(conv_dir).status is not Status.RUNNING)
+        attach.follow(conv_dir, out, offset=0, done=finished)
     except KeyboardInterrupt:
         sys.exit(outcomes.EXIT_PAUSED)  # Ctrl+C stops following, not the run
 
