@@ -70,6 +70,15 @@ class Agent:
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
+    def foreground(self, server: ScriptedServer, *extra: str,
+                   env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+        """A foreground `agent run` against the server, returned once the model's text is
+        streaming: the CLI process and the conversation id."""
+        cli = self.popen("run", "-m", "openai/scripted", "--base-url", server.url, *extra, "task", env=env)
+        conv_id = wait_until(lambda: self("ps", "-q").stdout.strip())
+        wait_until(lambda: "think" in self.output(conv_id))
+        return cli, conv_id
+
     def dir(self, conv_id: str) -> Path:
         return conversation.resolve(conv_id, self.home)
 

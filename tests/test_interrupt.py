@@ -156,9 +156,7 @@ def test_a_recorded_pid_that_is_not_ours_is_never_signalled(agent, serve, forged
 
 def test_sigint_to_foreground_run_pauses_it_with_exit_130(agent, serve):
     server = serve(slow_text(seconds=30))
-    cli = agent.popen("run", "-m", "openai/scripted", "--base-url", server.url, "task")
-    conv_id = wait_until(lambda: agent("ps", "-q").stdout.strip())
-    wait_until(lambda: streaming(agent, conv_id))
+    cli, conv_id = agent.foreground(server)
     child = agent.child(conv_id)
 
     cli.send_signal(signal.SIGINT)
@@ -173,9 +171,7 @@ def test_sigint_to_foreground_run_pauses_it_with_exit_130(agent, serve):
 
 def test_sigterm_to_foreground_run_pauses_it_with_exit_143(agent, serve):
     server = serve(slow_text(seconds=30))
-    cli = agent.popen("run", "-m", "openai/scripted", "--base-url", server.url, "task")
-    conv_id = wait_until(lambda: agent("ps", "-q").stdout.strip())
-    wait_until(lambda: streaming(agent, conv_id))
+    cli, conv_id = agent.foreground(server)
 
     cli.send_signal(signal.SIGTERM)
     cli.communicate(timeout=10)
@@ -186,10 +182,7 @@ def test_sigterm_to_foreground_run_pauses_it_with_exit_143(agent, serve):
 
 def test_second_ctrl_c_kills_at_once(agent, serve):
     server = serve(slow_text(seconds=30))
-    cli = agent.popen("run", "--grace", "20", "-m", "openai/scripted", "--base-url", server.url, "task",
-                      env=fault_env(ignore="SIGINT,SIGTERM"))
-    conv_id = wait_until(lambda: agent("ps", "-q").stdout.strip())
-    wait_until(lambda: streaming(agent, conv_id))
+    cli, conv_id = agent.foreground(server, "--grace", "20", env=fault_env(ignore="SIGINT,SIGTERM"))
     child = agent.child(conv_id)
 
     cli.send_signal(signal.SIGINT)

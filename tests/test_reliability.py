@@ -168,9 +168,7 @@ def test_07_two_interrupts_at_once_make_one_stop(agent, serve):
 
 def test_08_foreground_supervisor_killed(agent, serve):
     server = serve(slow_text(seconds=30))
-    cli = agent.popen("run", "-m", "openai/scripted", "--base-url", server.url, "go")
-    conv_id = wait_until(lambda: agent("ps", "-q").stdout.strip())
-    wait_until(lambda: streaming(agent, conv_id))
+    cli, conv_id = agent.foreground(server)
     child = agent.child(conv_id)
 
     cli.kill()
@@ -216,10 +214,7 @@ def test_08_detached_supervisor_killed(agent, serve):
 def test_09_ci_cancel_sequence(agent, serve, ignores):
     """SIGINT, SIGTERM 7.5 s later, SIGKILL 2.5 s after that, as CI runners cancel."""
     server = serve(slow_text(seconds=60))
-    cli = agent.popen("run", "--grace", "30", "-m", "openai/scripted", "--base-url", server.url, "go",
-                      env=fault_env(ignore=ignores) if ignores else None)
-    conv_id = wait_until(lambda: agent("ps", "-q").stdout.strip())
-    wait_until(lambda: streaming(agent, conv_id))
+    cli, conv_id = agent.foreground(server, "--grace", "30", env=fault_env(ignore=ignores) if ignores else None)
     began = time.monotonic()
     for delay, sig in ((0, signal.SIGINT), (7.5, signal.SIGTERM), (10.0, signal.SIGKILL)):
         while cli.poll() is None and time.monotonic() - began < delay:
