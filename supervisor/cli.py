@@ -39,6 +39,8 @@ class AgentGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            raise  # the reader went away (`agent logs ID | head`): click exits quietly
         except OSError as error:
             where = f"{error.filename}: " if error.filename else ""
             raise click.ClickException(f"{where}{error.strerror or error}") from None
@@ -564,6 +566,7 @@ def main() -> None:
         sys.exit(error.exit_code)
     except click.Abort:
         sys.exit(outcomes.EXIT_PAUSED)
+
     except Exception as error:  # a bug: still one line, unless asked for more
         if os.environ.get(DEBUG_ENV):
             raise

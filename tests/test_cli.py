@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +181,16 @@ def test_help_and_console_script(agent):
         pytest.skip("the package is not installed in this environment")
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, env=agent.env)
     assert out.returncode == 0 and out.stdout.startswith("agent, version")
+
+
+def test_a_reader_that_goes_away_gets_no_noise(agent, serve):
+    """`agent logs ID | head`: the CLI stops quietly (exit 1, as click does), no traceback."""
+    server = serve(finish("done"))
+    conv_id = agent.start(server)
+    agent("wait", conv_id)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head` that has had enough
+    result = subprocess.run(agent.command("logs", conv_id), stdout=write_end, stderr=subprocess.PIPE, text=True,
+                            env=agent.env)
+    os.close(write_end)
+    assert result.returncode == 1 and result.stderr == ""
