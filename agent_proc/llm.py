@@ -1,7 +1,8 @@
 """Calling a model over HTTP with `requests`: one call, streamed, retried when it is safe.
 
-The wire format of each API lives in its own module (`wire_openai`); this one holds
-what they share: the result types, the SSE reader, error mapping and the retry loop.
+The wire format of each API lives in its own module (`wire_openai`, `wire_anthropic`,
+chosen by the provider); this one holds what they share: the result types, the SSE
+reader, error mapping and the retry loop.
 
 A call in progress fills a `Partial` as bytes arrive. If SIGINT lands mid-call, the
 `KeyboardInterrupt` unwinds through `requests`, the `with` blocks close the response
