@@ -237,9 +237,11 @@ def stop_run(
         with transaction(conv_dir) as txn:
             if txn.state.status is Status.RUNNING:
                 # The child died before it could write its own record.
-                txn.record("interrupted", during="unknown", signal=signals[-1], by=requested_by)
+                during = "model_call" if txn.state.current_call else "unknown"
+                txn.record("interrupted", during=during, signal=signals[-1], by=requested_by)
                 txn.record("exited", exit_code=None)
-                txn.set_status(Status.PAUSED, f"interrupted; the process did not stop by itself and got {signals[-1]}")
+                txn.set_status(Status.PAUSED, f"interrupted; the process did not stop by itself and got {signals[-1]}",
+                               kind="interrupt")
             txn.record("stopped", requested_by=requested_by, pid=os.getpid(), signals=signals, method=method,
                        duration_ms=duration_ms, exit_ms=exit_ms, killed_descendants=killed, survivors=survivors,
                        escaped=escaped_info)
