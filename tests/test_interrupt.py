@@ -88,6 +88,8 @@ def test_child_that_ignores_sigint_is_killed_within_grace_and_still_paused(agent
     assert state.runtime.stop["method"] == "sigkill"
     assert state.runtime.stop["signals"] == ["SIGINT", "SIGTERM", "SIGKILL"]
     assert report["signals"] == ["SIGINT", "SIGTERM", "SIGKILL"]
+    assert state.status_kind == "interrupt"
+    assert agent.events(conv_id, "interrupted")[0]["during"] == "model_call"  # recorded by the interrupter
 
 
 def test_interrupt_of_a_finished_run_changes_nothing(agent, serve):
