@@ -128,19 +128,23 @@ def build_messages(events: list[dict[str, Any]], workspace: str, *, keep_partial
             if keep_partial and event.get("content"):
                 messages.append({"role": "assistant", "content": event["content"]})
         elif event["type"] == "model_message" and not event.get("partial"):
-            message: dict[str, Any] = {"role": "assistant", "content": event.get("content") or None}
-            calls = event.get("tool_calls") or []
-            if calls:
-                message["tool_calls"] = [
-                    {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-                    for c in calls
-                ]
-            messages.append(message)
-            for call in calls:
+            messages.append(assistant_message(event))
+            for call in event.get("tool_calls") or []:
                 result = results.get(call["id"])
                 content = result["content"] if result else INTERRUPTED_RESULT
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
     return messages
+
+
+def assistant_message(event: dict[str, Any]) -> dict[str, Any]:
+    """A complete `model_message` event as the chat message that goes back to the model."""
+    message: dict[str, Any] = {"role": "assistant", "content": event.get("content") or None}
+    if calls := event.get("tool_calls"):
+        message["tool_calls"] = [
+            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for c in calls
+        ]
+    return message
 
 
 def dangling_calls(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -259,7 +263,7 @@ class Run:
             txn.record("model_message", **message)
             # Only now is the answer safe: a signal before this point records it as interrupted, text and all.
             self.activity = Activity()
-        self.messages.append(build_messages([{"type": "model_message", **message}], "")[1])
+        self.messages.append(assistant_message(message))
         if partial.content and not partial.content.endswith("\n"):
             say("\n")
         return message

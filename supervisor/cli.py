@@ -239,12 +239,12 @@ def resume(conv_id: str, keep_partial: bool, detach: bool, grace: float, quiet: 
 
     conv_dir = _conv_dir(conv_id)
     state = control.reconcile(conv_dir)
-    conversation.read_events(conv_dir)  # a damaged history is reported here, not by a child that fails to start
+    events, _ = conversation.read_events(conv_dir)  # damage is reported here, not by a child that fails to start
     if state.status is Status.RUNNING:
         raise UsageError(f"conversation {state.id} is already running (pid {state.runtime.pid})")
     if state.status not in STARTABLE:
         raise UsageError(f"conversation {state.id} is {state.status.value} and cannot be resumed")
-    if state.status is Status.FINISHED and not _has_new_message(conv_dir):
+    if state.status is Status.FINISHED and not _has_new_message(conv_dir, events):
         raise UsageError(f"conversation {state.id} has finished; `agent send {state.id} MESSAGE` to give it more")
     chosen = settings.ModelSettings(parse_model(state.model), state.base_url or "")
     settings.check_key(chosen)
@@ -256,8 +256,7 @@ def resume(conv_id: str, keep_partial: bool, detach: bool, grace: float, quiet: 
     _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json, keep_partial=keep_partial)
 
 
-def _has_new_message(conv_dir: Path) -> bool:
-    events, _ = conversation.read_events(conv_dir)
+def _has_new_message(conv_dir: Path, events: list[dict[str, Any]]) -> bool:
     kinds = [e["type"] for e in events if e["type"] in ("user_message", "model_message")]
     return bool(kinds) and kinds[-1] == "user_message" or bool(conversation.pending_messages(conv_dir))
 
