@@ -42,7 +42,9 @@ def redactor(secrets: Iterable[str | None]) -> structlog.types.Processor:
 def configure(log_path: Path, secrets: Iterable[str | None]) -> TextIO:
     """Send structlog output of this process to `log_path` as JSON lines; return the file."""
     # Line-buffered, so each event lands whole; stays open for the life of the process.
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    from agent_proc.conversation import open_fd
+
+    fd = open_fd(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     stream = open(fd, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
     structlog.configure(
         processors=[

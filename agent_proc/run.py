@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +33,19 @@ from agent_proc import conversation, llm, logs, pricing
 from agent_proc.conversation import Settings, Transaction, transaction
 from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, process_start_ticks
 from agent_proc.providers import find_api_key, parse_model
-from agent_proc.status import STARTABLE, Status
+from agent_proc.status import Status
 from agent_proc.tools import TOOL_SPECS, RunningCommand, describe_result
 
 EXIT_FINISHED = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_TIMEOUT = 124
 EXIT_PAUSED = 130
+
+# The child's own backstop for --timeout and --llm-timeout acts this long after the
+# supervisor would have: the limits hold even if the supervisor is stopped or dead.
+BACKSTOP_DELAY = 1.0
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGALRM}
 
 
 SYSTEM_PROMPT = """You are an autonomous agent working in the directory {workspace}.
@@ -47,6 +54,7 @@ When the task is done, call `finish` with your final answer for the user."""
 
 INTERRUPTED_RESULT = "[interrupted: this tool call did not complete because the run was stopped]"
 SKIPPED_RESULT = "[not run: the run was paused or finished before this tool call]"
+SUPERSEDED_RESULT = "[not finished: the user sent a message before the run ended; answer it, then call finish]"
 
 
 class Terminated(BaseException):
@@ -55,6 +63,14 @@ class Terminated(BaseException):
 
 def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated()
+
+
+class RunTimedOut(BaseException):
+    """Raised in the main thread by the backstop's SIGALRM: the run went past --timeout."""
+
+
+def _raise_timed_out(signum: int, frame: Any) -> None:
+    raise RunTimedOut()
 
 
 def say(text: str) -> None:
@@ -181,6 +197,7 @@ class Run:
     model_calls: int = 0
     price: pricing.Price | None = None
     log: Any = None
+    call_started: tuple[int, int, float] | None = None  # (call n, attempt, monotonic start) of the call in flight
 
     # ------------------------------------------------------------------ the loop
 
@@ -196,12 +213,16 @@ class Run:
             message = self.call_model()
             calls = message["tool_calls"]
             if not calls:
-                return self.finish(message["content"] or "")
+                if (code := self.finish(message["content"] or "")) is not None:
+                    return code
+                continue  # a message came in before the end: the model answers it first
             for index, call in enumerate(calls):
                 if (code := self.pause_if_requested(skip=calls[index:])) is not None:
                     return code
                 if call["name"] == "finish":
-                    return self.finish(_finish_message(call), call=call, skip=calls[index + 1:])
+                    if (code := self.finish(_finish_message(call), call=call, skip=calls[index + 1:])) is not None:
+                        return code
+                    break
                 self.run_tool(call)
 
     def take_messages_or_pause(self) -> int | None:
@@ -238,6 +259,7 @@ class Run:
         def new_partial(attempt: int) -> llm.Partial:
             with transaction(self.conv_dir) as txn:
                 txn.record("model_call_started", n=self.model_calls, attempt=attempt, started=time.time())
+            self.call_started = (self.model_calls, attempt, time.monotonic())
             self.activity = Activity("model_call", partial=llm.Partial())
             return self.activity.partial  # type: ignore[return-value]
 
@@ -301,6 +323,8 @@ class Run:
         if limit is None or self.price is None:
             return None
         spent = conversation.load_state(self.conv_dir).metrics.accumulated_cost or 0.0
+        if spent >= limit:
+            return f"budget: already spent ${spent:.4f} of --max-cost ${limit:g}"
         prompt = pricing.cost_of({"prompt_tokens": pricing.estimate_messages_tokens(self.messages)}, self.price)
         if spent + prompt <= limit:
             return None
@@ -347,15 +371,29 @@ class Run:
 
     # ------------------------------------------------------------------ endings
 
-    def finish(self, answer: str, *, call: dict[str, Any] | None = None, skip: list[dict[str, Any]] = ()) -> int:
+    def finish(self, answer: str, *, call: dict[str, Any] | None = None,
+               skip: list[dict[str, Any]] = ()) -> int | None:
         """End the run with `answer`: the `finish` call's result, the calls after it
-        (skipped) and the status, in one transaction."""
+        (skipped) and the status, in one transaction.
+
+        A message `agent send` queued before that transaction is never left unanswered:
+        the run does not finish, and returns None so that the model sees it.
+        """
         with transaction(self.conv_dir) as txn:
+            if new := conversation.take_inbox(txn):
+                if call is not None:
+                    txn.record("tool_result", call_id=call["id"], name=call["name"], content=SUPERSEDED_RESULT,
+                               outcome="superseded")
+                    self.messages.append({"role": "tool", "tool_call_id": call["id"], "content": SUPERSEDED_RESULT})
+                self._skip(txn, skip)
+                self.messages += [{"role": "tool", "tool_call_id": c["id"], "content": SKIPPED_RESULT} for c in skip]
+                for event in new:
+                    self.messages.append({"role": "user", "content": event["content"]})
+                return None
             if call is not None:
                 txn.record("tool_result", call_id=call["id"], name=call["name"], content="[finished]",
                            outcome="complete")
             self._skip(txn, skip)
-            conversation.take_inbox(txn)
             txn.set_status(Status.FINISHED, "finished", answer=answer)
             _ignore_stop_signals()
         say(f"\n[finished] {answer}\n")
@@ -379,6 +417,14 @@ class Run:
             with transaction(self.conv_dir) as txn:
                 return self._pause(txn, reason=str(error), kind="llm_timeout")
         return self.fail(str(error), "llm_timeout")
+
+    def backstop_timed_out(self) -> int:
+        """After the backstop stopped the run for --timeout: end it as the watchdog would."""
+        with transaction(self.conv_dir) as txn:
+            if txn.state.status is Status.PAUSED:
+                txn.set_status(Status.ERROR, f"the run exceeded --timeout {self.settings.run_timeout:g} s "
+                               "(stopped by its own backstop: its supervisor did not act)", kind="timeout")
+        return EXIT_TIMEOUT
 
     def stop_interrupted(self, signal_name: str) -> int:
         """Record what was in flight when the signal came, and pause the conversation."""
@@ -425,8 +471,39 @@ def _parse_arguments(call: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
 
 
 def _ignore_stop_signals() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+def start_backstop(run: Run) -> None:
+    """Enforce --timeout and --llm-timeout from inside too, `BACKSTOP_DELAY` after the
+    supervisor would have: its SIGUSR1 for a call that is still waiting, and SIGALRM
+    (`RunTimedOut`) for the run. Signals go to the main thread only, so the writes that
+    hold them off stay whole."""
+    settings = run.settings
+    if settings.run_timeout is None and settings.llm_timeout is None:
+        return
+    started = time.monotonic()
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+
+    def watch() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        nudged: tuple[int, int] | None = None
+        while True:
+            time.sleep(0.1)
+            now = time.monotonic()
+            if settings.run_timeout is not None and now - started > settings.run_timeout + BACKSTOP_DELAY:
+                signal.pthread_kill(main_thread, signal.SIGALRM)
+                return
+            call = run.call_started
+            if (settings.llm_timeout is not None and call is not None and run.activity.kind == "model_call"
+                    and now - call[2] > settings.llm_timeout + BACKSTOP_DELAY and nudged != call[:2]):
+                nudged = call[:2]
+                signal.pthread_kill(main_thread, signal.SIGUSR1)
+
+    signal.signal(signal.SIGALRM, _raise_timed_out)
+    threading.Thread(target=watch, name="backstop", daemon=True).start()
 
 
 def die_with_supervisor() -> None:
@@ -441,19 +518,25 @@ def die_with_supervisor() -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
-def start(conv_dir: Path, *, keep_partial: bool, log: Any) -> Run | None:
+def start(conv_dir: Path, *, keep_partial: bool, log: Any) -> Run | int:
     """Take the conversation over: mark it running and record who we are, take in
     waiting messages, answer tool calls left dangling, and build the `Run`.
 
-    All in one transaction, so SIGINT waits until there is a `Run` to stop. None if
-    the conversation cannot be started.
+    All in one transaction, so SIGINT waits until there is a `Run` to stop. Only a
+    conversation `starting` with our token (our marker) is taken: if a stop came first
+    it is paused and we never call the model. An exit code if it cannot be started.
     """
     with transaction(conv_dir) as txn:
         state = txn.state
-        if state.status not in STARTABLE:
-            say(f"[error] conversation {state.id} is {state.status.value}; it cannot be started\n")
-            return None
-        resumed = state.status is not Status.IDLE
+        ours = (state.start or {}).get("token") == os.environ.get(MARKER_ENV)
+        if state.status is not Status.STARTING or not ours:
+            if ours and state.status is Status.PAUSED:
+                say(f"[paused] {state.status_reason}; the run did not call the model\n")
+                return EXIT_PAUSED
+            say(f"[error] conversation {state.id} is {state.status.value} and not being started for this "
+                "process; it cannot be started\n")
+            return EXIT_USAGE
+        resumed = state.runtime.pid is not None  # a child ran it before
         txn.set_status(Status.RUNNING, "resumed" if resumed else "started")
         me = psutil.Process()
         txn.record("started", pid=me.pid, create_time=me.create_time(), start_ticks=process_start_ticks(me.pid),
@@ -480,7 +563,9 @@ def start(conv_dir: Path, *, keep_partial: bool, log: Any) -> Run | None:
 
 def main(conv_id: str, *, keep_partial: bool = False) -> int:
     """Run the conversation `conv_id` until it finishes, fails, pauses or is interrupted."""
-    # SIGINT may be ignored on entry (nohup, cron, `&` in a script); we always honour it.
+    # SIGINT may be ignored on entry (nohup, cron, `&` in a script), or blocked (engines
+    # such as Ray start processes so); we always honour it.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_terminated)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until a model call is there to time out
@@ -493,10 +578,12 @@ def main(conv_id: str, *, keep_partial: bool = False) -> int:
 
     run: Run | None = None
     try:
-        run = start(conv_dir, keep_partial=keep_partial, log=log)
-        if run is None:
-            return EXIT_USAGE
+        started = start(conv_dir, keep_partial=keep_partial, log=log)
+        if isinstance(started, int):
+            return started
+        run = started
         install_handlers(run)
+        start_backstop(run)
         die_with_supervisor()
         try:
             run.price = pricing.find_price(state.model)
@@ -508,6 +595,10 @@ def main(conv_id: str, *, keep_partial: bool = False) -> int:
         code = _after_signal(run, "SIGINT")
     except Terminated:
         code = _after_signal(run, "SIGTERM")
+    except RunTimedOut:
+        code = _after_signal(run, "SIGALRM (its own --timeout backstop)")
+        if run is not None:
+            code = run.backstop_timed_out()
     except llm.LLMError as error:
         _ignore_stop_signals()
         assert run is not None

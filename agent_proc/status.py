@@ -3,14 +3,18 @@
 Every status change anywhere in the project goes through `check_transition`, so the
 rules below are the only place that says what may happen to a run.
 
-    idle ──start──▶ running ──▶ finished
-                      │  ▲  ╲
-              pause / │  │   ╲──▶ error
-            interrupt ▼  │ resume
-                    paused
+    idle ──▶ starting ──▶ running ──▶ finished
+                │  ▲        │  ╲
+       stopped  │  │ resume │   ╲──▶ error
+ before it ran  ▼  │        ▼ pause / interrupt
+                 paused ◀───┘
 
-`finished` and `error` can be resumed too: a user may `send` a follow-up to a finished
-conversation, or retry one that failed.
+`starting` is recorded (with a start token and the process doing the start) by the
+command that is about to start a child, under the conversation's lock, before the
+child exists. Only a child carrying that token may take `starting` to `running`; a
+stop that comes first moves the conversation to `paused` itself, and a child that
+arrives late finds nothing to take over. `finished` and `error` can be resumed too:
+a user may `send` a follow-up to a finished conversation, or retry one that failed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from enum import Enum
 
 class Status(str, Enum):
     IDLE = "idle"
+    STARTING = "starting"
     RUNNING = "running"
     PAUSED = "paused"
     FINISHED = "finished"
@@ -27,15 +32,20 @@ class Status(str, Enum):
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.IDLE: frozenset({Status.RUNNING, Status.ERROR}),
+    Status.IDLE: frozenset({Status.STARTING, Status.ERROR}),
+    Status.STARTING: frozenset({Status.RUNNING, Status.PAUSED, Status.ERROR}),
     Status.RUNNING: frozenset({Status.PAUSED, Status.FINISHED, Status.ERROR}),
-    Status.PAUSED: frozenset({Status.RUNNING, Status.ERROR}),
-    Status.FINISHED: frozenset({Status.RUNNING}),
-    Status.ERROR: frozenset({Status.RUNNING}),
+    Status.PAUSED: frozenset({Status.STARTING, Status.ERROR}),
+    Status.FINISHED: frozenset({Status.STARTING}),
+    Status.ERROR: frozenset({Status.STARTING}),
 }
 
 # Statuses from which a new child process may be started for the conversation.
-STARTABLE: frozenset[Status] = frozenset(s for s, targets in TRANSITIONS.items() if Status.RUNNING in targets)
+STARTABLE: frozenset[Status] = frozenset(s for s, targets in TRANSITIONS.items() if Status.STARTING in targets)
+
+# Statuses in which a process is working on the conversation, or is about to: they can
+# be stopped, take messages into the inbox, and are listed by `agent ps`.
+ACTIVE: frozenset[Status] = frozenset({Status.STARTING, Status.RUNNING})
 
 
 class IllegalTransition(Exception):

@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from agent_proc import conversation
 from agent_proc.conversation import State
 from supervisor import control, watchdog
+from supervisor.terminal import Display
 
 POLL = 0.05
 
@@ -31,21 +31,17 @@ def output_size(conv_dir: Path) -> int:
         return 0
 
 
-def copy_output(conv_dir: Path, offset: int, out: BinaryIO) -> int:
-    """Write output.log's bytes from `offset` on to `out`; return the new offset."""
+def copy_output(conv_dir: Path, offset: int, out: Display) -> int:
+    """Show output.log's bytes from `offset` on; return the new offset."""
     try:
-        with open(conv_dir / conversation.OUTPUT_FILE, "rb") as f:
-            f.seek(offset)
-            data = f.read()
+        data = conversation.read_file(conv_dir / conversation.OUTPUT_FILE, offset)
     except FileNotFoundError:
         return offset
-    if data:
-        out.write(data)
-        out.flush()
+    out.write(data)
     return offset + len(data)
 
 
-def follow(conv_dir: Path, out: BinaryIO, *, offset: int, done: Callable[[], bool]) -> int:
+def follow(conv_dir: Path, out: Display, *, offset: int, done: Callable[[], bool]) -> int:
     """Copy output as it is written until `done()`, then copy what is left."""
     while not done():
         offset = copy_output(conv_dir, offset, out)
@@ -58,6 +54,7 @@ class Outcome:
     state: State
     stopped_by: int | None  # the signal that made us stop the run, if one did
     report: control.StopReport | None
+    display: Display  # where the run was shown; the caller's status lines go there too
 
 
 def supervise(conv_dir: Path, child: subprocess.Popen[bytes], *, grace: float, show: bool, offset: int) -> Outcome:
@@ -67,24 +64,34 @@ def supervise(conv_dir: Path, child: subprocess.Popen[bytes], *, grace: float, s
     The first SIGINT or SIGTERM stops the run exactly as `agent interrupt` does; a
     second one during that stop kills at once. The handlers only note the signal (the
     loop acts on it within one poll), so no exception can land at an awkward moment.
+    What the run prints while it is being stopped is shown as it comes.
     """
     received: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
-    out = sys.stderr.buffer if show else open(os.devnull, "wb")  # noqa: SIM115
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    out = Display(sys.stderr.buffer if show else None)
     dog = watchdog.Watchdog.for_run(conv_dir, child, grace)
     report = None
+    shown_at = time.monotonic()
+
+    def meanwhile() -> bool:
+        """Polled while a stop waits for the run to exit: keep showing its output, and
+        say whether to hurry (a second Ctrl+C)."""
+        nonlocal offset, shown_at
+        if show and time.monotonic() - shown_at >= POLL:
+            offset, shown_at = copy_output(conv_dir, offset, out), time.monotonic()
+        return len(received) > 1
+
     try:
         while child.poll() is None and report is None:
             offset = copy_output(conv_dir, offset, out)
             if received:
                 name = signal.Signals(received[0]).name
-                out.write(f"\n[agent] {name}: stopping run {conv_dir.name} (again to kill at once)\n".encode())
-                out.flush()
-                report = control.stop_run(conv_dir, grace=grace, requested_by=f"agent run ({name})",
-                                          hurry=lambda: len(received) > 1)
+                out.line(f"[agent] {name}: stopping run {conv_dir.name} (again to kill at once)")
+                report = control.stop_run(conv_dir, grace=grace, requested_by=f"agent run ({name})", hurry=meanwhile)
             else:
-                report = dog.check()
+                report = dog.check(meanwhile)
                 time.sleep(POLL)
         child.wait()
         copy_output(conv_dir, offset, out)
@@ -93,6 +100,4 @@ def supervise(conv_dir: Path, child: subprocess.Popen[bytes], *, grace: float, s
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if not show:
-            out.close()
-    return Outcome(state, received[0] if received else None, report)
+    return Outcome(state, received[0] if received else None, report, out)

@@ -20,8 +20,8 @@ import click
 
 from agent_proc import conversation
 from agent_proc.conversation import ON_TIMEOUT_CHOICES, ConversationError, Settings
-from agent_proc.status import STARTABLE, IllegalTransition, Status
-from supervisor import __version__, outcomes
+from agent_proc.status import ACTIVE, STARTABLE, IllegalTransition, Status
+from supervisor import __version__, outcomes, terminal
 
 # Set AGENT_DEBUG=1 to see the traceback of an unexpected error.
 DEBUG_ENV = "AGENT_DEBUG"
@@ -39,8 +39,10 @@ class AgentGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except BrokenPipeError:
-            raise  # the reader went away (`agent logs ID | head`): click exits quietly
+        except BrokenPipeError:  # the reader went away (`agent ps | head -1`): not a failure
+            terminal.silence(sys.stdout)
+            terminal.silence(sys.stderr)
+            return None
         except OSError as error:
             where = f"{error.filename}: " if error.filename else ""
             raise click.ClickException(f"{where}{error.strerror or error}") from None
@@ -84,55 +86,89 @@ def _conv_dir(conv_id: str) -> Path:
 
 
 def _read_text(value: str, what: str) -> str:
-    text = sys.stdin.read() if value == "-" else value
+    """PROMPT or MESSAGE ('-': stdin) as text, under the one rule for text: it must be
+    valid UTF-8, or it is refused (exit 2) and nothing is created or queued."""
+    # argv bytes that are not UTF-8 arrive as lone surrogates; they are turned back into bytes
+    raw = sys.stdin.buffer.read() if value == "-" else value.encode("utf-8", "surrogateescape")
+    text = _utf8(raw, f"the {what}")
     if not text.strip():
         raise UsageError(f"the {what} is empty")
     return text
 
 
+def _utf8(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{what} is not valid UTF-8 (byte 0x{raw[error.start]:02x} at offset {error.start}); "
+                         "convert it first, e.g. with `iconv -f latin1 -t utf-8`") from None
+
+
+def _checked(value: str | None, what: str) -> str | None:
+    """An option's value under the same rule as PROMPT."""
+    return None if value is None else _utf8(value.encode("utf-8", "surrogateescape"), what)
+
+
 def _print_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    """JSON on stdout: the exact text, even on a terminal (json escapes control characters)."""
+    try:
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    except BrokenPipeError:
+        terminal.silence(sys.stdout)
 
 
 def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: bool,
            keep_partial: bool = False) -> None:
     """Start the run and wait until its child has taken the conversation over; then
     either return (detached: a watcher process supervises it) or supervise it here,
-    showing its output, and exit with the code its outcome maps to."""
+    showing its output, and exit with the code its outcome maps to.
+
+    The conversation is `starting` from before any process is spawned, so a stop asked
+    for in that moment is honoured: the run is paused and never calls the model."""
     from supervisor import attach, control, render
 
     output_from = attach.output_size(conv_dir)  # a resumed run shows only what is new
+    token = control.mark_starting(conv_dir, "agent run -d" if detach else "agent run")
     if detach:
-        watcher = control.spawn_watcher(conv_dir, grace=grace, keep_partial=keep_partial)
+        watcher = control.spawn_watcher(conv_dir, grace=grace, token=token, keep_partial=keep_partial)
         try:
-            state = control.wait_started(conv_dir, watcher, as_supervisor=True)
+            state = control.wait_started(conv_dir, watcher, token)
+        except control.StoppedBeforeStart as stopped:
+            terminal.echo(f"[agent] {stopped}", err=True)
+            sys.exit(outcomes.EXIT_PAUSED)
         except control.StartFailed as error:
             raise click.ClickException(str(error)) from None
         if as_json:
             _print_json({"id": state.id, "pid": state.runtime.pid, "supervisor_pid": watcher.pid})
         else:
-            click.echo(state.id)
+            terminal.echo(state.id)
         return
-    child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), keep_partial=keep_partial)
+    child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), token=token, keep_partial=keep_partial)
     try:
-        state = control.wait_started(conv_dir, child)
+        state = control.wait_started(conv_dir, child, token)
+    except control.StoppedBeforeStart as stopped:
+        child.wait()
+        terminal.echo(f"[agent] {stopped}", err=True)
+        sys.exit(outcomes.EXIT_PAUSED)
     except control.StartFailed as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:  # Ctrl+C before the child was under way: it must not run on
         control.abandon_start(conv_dir, child)
         sys.exit(outcomes.EXIT_PAUSED)
     if not quiet:
-        click.echo(f"[agent] run {state.id} started (pid {child.pid}, model {state.model})", err=True)
+        terminal.echo(f"[agent] run {state.id} started (pid {child.pid}, model {state.model})", err=True)
     outcome = attach.supervise(conv_dir, child, grace=grace, show=not quiet, offset=output_from)
-    state = outcome.state
+    state, shown = outcome.state, outcome.display
     if outcome.report and not outcome.report.already_stopped:
-        click.echo(f"[agent] stopped in {outcome.report.duration_ms:.0f} ms ({outcome.report.method})", err=True)
+        shown.line(f"[agent] stopped in {outcome.report.duration_ms:.0f} ms ({outcome.report.method})")
     if as_json:
         _print_json(render.summary(state))
     elif state.status is Status.FINISHED:
-        click.echo(state.final_answer or "")
+        terminal.echo(state.final_answer or "")
+    elif not quiet:
+        shown.line(f"[agent] {state.id} {state.status.value}: {state.status_reason}")
     else:
-        click.echo(f"[agent] {state.id} {state.status.value}: {state.status_reason}", err=True)
+        terminal.echo(f"[agent] {state.id} {state.status.value}: {state.status_reason}", err=True)
     code = outcomes.exit_code_for(state)
     if outcome.stopped_by == signal.SIGTERM and state.status is Status.PAUSED:
         code = outcomes.EXIT_TERMINATED
@@ -202,7 +238,8 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, de
     from supervisor import settings
 
     text = _read_text(prompt, "prompt")
-    chosen = settings.resolve_model(model, base_url)
+    workspace = _checked(workspace, "the workspace path") or "."
+    chosen = settings.resolve_model(_checked(model, "the model name"), _checked(base_url, "the base URL"))
     settings.check_key(chosen)
     run_settings = Settings(**_given(**limits))
     settings.check_budget(chosen, run_settings)
@@ -240,8 +277,9 @@ def resume(conv_id: str, keep_partial: bool, detach: bool, grace: float, quiet: 
     conv_dir = _conv_dir(conv_id)
     state = control.reconcile(conv_dir)
     events, _ = conversation.read_events(conv_dir)  # damage is reported here, not by a child that fails to start
-    if state.status is Status.RUNNING:
-        raise UsageError(f"conversation {state.id} is already running (pid {state.runtime.pid})")
+    if state.status in ACTIVE:
+        raise UsageError(f"conversation {state.id} is already {state.status.value}"
+                         + (f" (pid {state.runtime.pid})" if state.status is Status.RUNNING else ""))
     if state.status not in STARTABLE:
         raise UsageError(f"conversation {state.id} is {state.status.value} and cannot be resumed")
     if state.status is Status.FINISHED and not _has_new_message(conv_dir, events):
@@ -284,11 +322,19 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
     conv_dir = _conv_dir(conv_id)
     asked: list[int] = []
     signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))  # Ctrl+C here: stop waiting, kill
-    report = control.stop_run(conv_dir, grace=grace, requested_by="agent interrupt", hurry=lambda: bool(asked))
+    try:
+        report = control.stop_run(conv_dir, grace=grace, requested_by="agent interrupt", hurry=lambda: bool(asked))
+    except conversation.LockTimeout as error:
+        if not asked:
+            raise
+        terminal.echo(f"Error: {error}", err=True)
+        sys.exit(outcomes.EXIT_PAUSED)
     if as_json:
         _print_json(report.to_dict())
     elif report.already_stopped:
-        click.echo(f"{report.conversation} is not running ({report.status.value}); nothing to stop", err=True)
+        terminal.echo(f"{report.conversation} is not running ({report.status.value}); nothing to stop", err=True)
+    elif report.before_start:
+        click.echo(f"{report.conversation} was starting; stopped before it ran; status {report.status.value}")
     else:
         click.echo(f"{report.conversation} stopped in {report.duration_ms:.0f} ms "
                    f"({' -> '.join(report.signals)}); status {report.status.value}")
@@ -313,7 +359,10 @@ def pause(conv_id: str, no_wait: bool, timeout: float | None) -> None:
     from supervisor import control
 
     conv_dir = _conv_dir(conv_id)
-    state = control.request_pause(conv_dir)
+    state, was_starting = control.request_pause(conv_dir)
+    if was_starting:
+        click.echo(f"{state.id} was starting; paused before it ran")
+        return
     if state.status is not Status.RUNNING:
         click.echo(f"{state.id} is not running ({state.status.value}); nothing to pause", err=True)
         return
@@ -324,7 +373,7 @@ def pause(conv_id: str, no_wait: bool, timeout: float | None) -> None:
     if state.status is Status.RUNNING:
         click.echo(f"{state.id} is still running after {timeout} s; it will pause after its current step", err=True)
         sys.exit(outcomes.EXIT_STILL_RUNNING)
-    click.echo(f"{state.id} {state.status.value}" + (f": {state.status_reason}" if state.status_reason else ""))
+    terminal.echo(f"{state.id} {state.status.value}" + (f": {state.status_reason}" if state.status_reason else ""))
 
 
 @cli.command()
@@ -333,8 +382,10 @@ def pause(conv_id: str, no_wait: bool, timeout: float | None) -> None:
 def send(conv_id: str, message: str) -> None:
     """Give a conversation a user message ('-' reads it from stdin).
 
-    A running run takes it in before its next model call; otherwise it is kept
-    for the next `agent resume`.
+    A running (or starting) run takes it in before its next model call, and
+    before it would finish, so the model always sees it; a run stopped first
+    (interrupt, pause, error) keeps it for the next `agent resume`. Otherwise it
+    is stored for the next `agent resume`. The text must be valid UTF-8.
 
     \b
     Examples:
@@ -344,7 +395,8 @@ def send(conv_id: str, message: str) -> None:
     text = _read_text(message, "message")
     where = conversation.post_message(_conv_dir(conv_id), text)
     if where == "inbox":
-        click.echo("queued: the run takes it in before its next model call", err=True)
+        click.echo("queued: the run takes it in before its next model call (or before it would finish); "
+                   "if the run is stopped first, it is kept for the next resume", err=True)
     else:
         click.echo("stored: it is sent to the model when the conversation is resumed", err=True)
 
@@ -360,29 +412,29 @@ def ps(show_all: bool, quiet: bool, as_json: bool) -> None:
     Examples:
       agent ps
       agent ps -a --json
-      agent ps -q | xargs -n1 agent interrupt
+      agent ps -q | xargs -r -n1 agent interrupt
     """
     from supervisor import control, render
 
     states, broken = [], []
     for conv_dir in conversation.list_dirs():
         try:
-            state = control.reconcile(conv_dir)
-        except ConversationError as error:
+            state = control.observe(conv_dir)
+        except (ConversationError, OSError) as error:
             broken.append(str(error))
             continue
-        if show_all or state.status is Status.RUNNING:
+        if show_all or state.status in ACTIVE:
             states.append(state)
     states.sort(key=lambda s: s.created_at)
     if as_json:
         _print_json([render.summary(s) for s in states])
     elif quiet:
         for s in states:
-            click.echo(s.id)
+            terminal.echo(s.id)
     elif states:
-        click.echo(render.ps_table(states))
+        terminal.echo(render.ps_table(states))
     for problem in broken:
-        click.echo(f"warning: {problem}", err=True)
+        terminal.echo(f"warning: {problem}", err=True)
 
 
 @cli.command()
@@ -399,13 +451,13 @@ def show(conv_id: str, as_json: bool) -> None:
     from supervisor import control, render
 
     conv_dir = _conv_dir(conv_id)
-    state = control.reconcile(conv_dir)
+    state = control.observe(conv_dir)
     events, _ = conversation.read_events(conv_dir)
     pending = conversation.pending_messages(conv_dir)
     if as_json:
         _print_json({"state": state.to_dict(), "events": events, "pending_messages": pending})
     else:
-        click.echo(render.show_text(state, events, pending))
+        terminal.echo(render.show_text(state, events, pending))
 
 
 @cli.command()
@@ -422,15 +474,15 @@ def logs(conv_id: str, follow: bool) -> None:
     from supervisor import attach, control, processes
 
     conv_dir = _conv_dir(conv_id)
-    out = sys.stdout.buffer
+    out = terminal.Display(sys.stdout.buffer)
     if not follow:
         attach.copy_output(conv_dir, 0, out)
         return
     def finished() -> bool:
         # The run's last words are printed after its final status is written: wait for
         # its process to be gone too, so that they are shown.
-        state = control.reconcile(conv_dir)
-        return state.status is not Status.RUNNING and processes.identify(state.runtime) is None
+        state = control.observe(conv_dir)
+        return state.status not in ACTIVE and processes.identify(state.runtime) is None
 
     try:
         attach.follow(conv_dir, out, offset=0, done=finished)
@@ -462,8 +514,8 @@ def wait(conv_id: str, timeout: float | None, as_json: bool) -> None:
     if as_json:
         _print_json(render.summary(state))
     else:
-        click.echo(f"{state.id} {state.status.value}" + (f": {state.status_reason}" if state.status_reason else ""),
-                   err=True)
+        terminal.echo(f"{state.id} {state.status.value}" + (f": {state.status_reason}" if state.status_reason else ""),
+                      err=True)
     sys.exit(outcomes.exit_code_for(state))
 
 
@@ -471,25 +523,29 @@ def wait(conv_id: str, timeout: float | None, as_json: bool) -> None:
 @click.argument("conv_ids", metavar="ID...", nargs=-1, required=True)
 @click.option("-f", "--force", is_flag=True, help="Stop a running run first (SIGINT, then SIGKILL within 2 s).")
 def rm(conv_ids: tuple[str, ...], force: bool) -> None:
-    """Delete conversations. A running one is refused unless -f.
+    """Delete conversations. If one is running (or starting), nothing is deleted
+    unless -f, which stops it first.
 
     \b
     Examples:
       agent rm 3f9a
-      agent ps -a -q | xargs agent rm
+      agent ps -a -q | xargs -r agent rm
     """
     from supervisor import control
 
     dirs = [_conv_dir(c) for c in conv_ids]
-    for conv_dir in dirs:
-        state = control.reconcile(conv_dir)
-        if state.status is Status.RUNNING:
-            if not force:
-                raise UsageError(f"conversation {state.id} is running; interrupt it first or use rm -f")
+    states = [control.reconcile(conv_dir) for conv_dir in dirs]
+    active = [s for s in states if s.status in ACTIVE]
+    if active and not force:
+        names = ", ".join(f"{s.id} ({s.status.value})" for s in active)
+        raise UsageError(f"nothing deleted: {names} {'is' if len(active) == 1 else 'are'} running; "
+                         "interrupt first or use rm -f")
+    for conv_dir, state in zip(dirs, states, strict=True):
+        if state.status in ACTIVE:
             control.stop_run(conv_dir, grace=1.0, requested_by="agent rm -f")
             control.wait_supervisor_gone(conv_dir)
         shutil.rmtree(conv_dir)
-        click.echo(state.id)
+        terminal.echo(state.id)
 
 
 @cli.command()
@@ -554,6 +610,10 @@ def demo(workspace: str | None, seconds: float) -> None:
 
 def main() -> None:
     """Console entry point: `agent`. Every error is one line on stderr."""
+    if len(sys.argv) <= 1:  # `agent` alone asks for the help: it is not an error
+        with click.Context(cli, info_name="agent") as ctx:
+            terminal.echo(cli.get_help(ctx))
+        sys.exit(outcomes.EXIT_FINISHED)
     try:
         cli.main(prog_name="agent", standalone_mode=False)
     except click.UsageError as error:

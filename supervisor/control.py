@@ -9,6 +9,7 @@ so through the one state machine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import signal
@@ -22,25 +23,76 @@ from pathlib import Path
 import psutil
 
 from agent_proc import conversation
-from agent_proc.conversation import State, load_state, transaction
-from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV
-from agent_proc.status import Status
+from agent_proc.conversation import ConversationError, State, load_state, transaction
+from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, process_start_ticks
+from agent_proc.status import ACTIVE, STARTABLE, Status
 from supervisor import processes
 
 STOP_LOCK_FILE = "stop.lock"
 START_TIMEOUT = 30.0
 TERM_WAIT = 0.5  # how long SIGTERM gets before SIGKILL, once SIGINT's grace has run out
+SWEEP_TIME = 3.0  # how long a stop keeps killing what is left of a run (a process that forks in a loop)
 
 
 class StartFailed(Exception):
     """The child exited before it took the conversation over."""
 
 
+class StoppedBeforeStart(Exception):
+    """`agent interrupt` or `agent pause` came while the run was starting: it is paused."""
+
+    def __init__(self, state: State) -> None:
+        super().__init__(f"run {state.id} was stopped before it started; it is paused")
+        self.state = state
+
+
+class AlreadyActive(ConversationError):
+    """A start asked for a conversation that is already starting or running."""
+
+
 # --------------------------------------------------------------------------- starting
 
 
+def mark_starting(conv_dir: Path, command: str = "agent run") -> str:
+    """Record, under the lock, that this process is about to start a child for the
+    conversation; return the start token that child must carry (as its marker).
+
+    From now on `agent interrupt` and `agent pause` can stop the run, and `ps` lists it.
+    """
+    with transaction(conv_dir) as txn:
+        state = txn.state
+        if state.status in ACTIVE:
+            raise AlreadyActive(f"conversation {state.id} is already {state.status.value}")
+        if state.status not in STARTABLE:
+            raise AlreadyActive(f"conversation {state.id} is {state.status.value} and cannot be started")
+        token = f"{state.id}-{os.urandom(8).hex()}"
+        me = os.getpid()
+        txn.set_status(Status.STARTING, "starting", token=token,
+                       starter={"pid": me, "start_ticks": process_start_ticks(me), "command": command})
+        return token
+
+
+def start_failed(conv_dir: Path, token: str, reason: str) -> State:
+    """A start that never reached its child's take-over ends `error` (if it is still ours)."""
+    with transaction(conv_dir) as txn:
+        if txn.state.status is Status.STARTING and (txn.state.start or {}).get("token") == token:
+            txn.set_status(Status.ERROR, reason, kind="start")
+        return txn.state
+
+
+def _stop_starting(txn: conversation.Transaction, requested_by: str) -> bool:
+    """In a transaction: a conversation still `starting` is paused at once; the child
+    that comes later finds it paused and does not run. Returns whether it was."""
+    if txn.state.status is not Status.STARTING:
+        return False
+    txn.set_status(Status.PAUSED, f"stopped by {requested_by} before it started", kind="interrupt")
+    txn.record("stopped", requested_by=requested_by, pid=os.getpid(), signals=[], method="before_start",
+               duration_ms=0.0, exit_ms=0.0, killed_descendants=0, survivors=[], escaped=[])
+    return True
+
+
 def _open_output(conv_dir: Path) -> int:
-    return os.open(conv_dir / conversation.OUTPUT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return conversation.open_fd(conv_dir / conversation.OUTPUT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 
 
 def _spawn(conv_dir: Path, argv: list[str], env: dict[str, str], cwd: str | None = None) -> subprocess.Popen[bytes]:
@@ -57,50 +109,61 @@ def _spawn(conv_dir: Path, argv: list[str], env: dict[str, str], cwd: str | None
         os.close(out)
 
 
-def spawn_child(conv_dir: Path, *, supervisor_pid: int | None, keep_partial: bool = False) -> subprocess.Popen[bytes]:
-    """Start the run's child, `python -m agent_proc run ID`, in the workspace, with a
-    marker no other process has."""
+def spawn_child(conv_dir: Path, *, supervisor_pid: int | None, token: str,
+                keep_partial: bool = False) -> subprocess.Popen[bytes]:
+    """Start the run's child, `python -m agent_proc run ID`, in the workspace, carrying
+    the start token (see `mark_starting`) as its marker, which no other process has."""
     state = load_state(conv_dir)
     env = {k: v for k, v in os.environ.items() if k != SUPERVISOR_ENV}
     env["AGENT_HOME"] = str(conv_dir.parent.parent)
-    env[MARKER_ENV] = f"{state.id}-{os.urandom(8).hex()}"
+    env[MARKER_ENV] = token
     if supervisor_pid:
         env[SUPERVISOR_ENV] = str(supervisor_pid)
     argv = ["-m", "agent_proc", "run", state.id, *(["--keep-partial"] if keep_partial else [])]
     return _spawn(conv_dir, argv, env, cwd=state.workspace)
 
 
-def spawn_watcher(conv_dir: Path, *, grace: float, keep_partial: bool = False) -> subprocess.Popen[bytes]:
+def spawn_watcher(conv_dir: Path, *, grace: float, token: str, keep_partial: bool = False) -> subprocess.Popen[bytes]:
     """Start the process that supervises a detached run (`python -m supervisor.watcher`):
     it starts the child, enforces the run's limits and records how it ended."""
-    argv = ["-m", "supervisor.watcher", conv_dir.name, "--grace", str(grace),
+    argv = ["-m", "supervisor.watcher", conv_dir.name, "--grace", str(grace), "--token", token,
             *(["--keep-partial"] if keep_partial else [])]
     return _spawn(conv_dir, argv, {**os.environ, "AGENT_HOME": str(conv_dir.parent.parent)})
 
 
-def wait_started(conv_dir: Path, process: subprocess.Popen[bytes], timeout: float = START_TIMEOUT,
-                 *, as_supervisor: bool = False) -> State:
-    """Wait until the child has recorded itself as the conversation's process (started
-    by `process` itself, or, with `as_supervisor`, by the watcher `process`)."""
+def wait_started(conv_dir: Path, process: subprocess.Popen[bytes], token: str,
+                 timeout: float = START_TIMEOUT) -> State:
+    """Wait until the child carrying `token` has taken the conversation over (started
+    by `process` itself, or by the watcher `process`).
+
+    Raises `StoppedBeforeStart` if a stop came first, `StartFailed` if `process` exited
+    before any take-over (the conversation then ends `error`).
+    """
     deadline = time.monotonic() + timeout
     while True:
+        exited = process.poll() is not None
         state = load_state(conv_dir)
-        runtime = state.runtime
-        if (runtime.supervisor_pid if as_supervisor else runtime.pid) == process.pid:
+        if state.runtime.marker == token:
             return state
-        if process.poll() is not None:
-            raise StartFailed(f"the run's process exited ({process.returncode}) before starting: "
-                              f"{_last_line(conv_dir)}")
+        if (state.start or {}).get("token") == token and state.status is Status.PAUSED:
+            raise StoppedBeforeStart(state)
+        if exited:
+            reason = f"the run's process exited ({process.returncode}) before starting: {_last_line(conv_dir)}"
+            start_failed(conv_dir, token, reason)
+            raise StartFailed(reason)
         if time.monotonic() > deadline:
             process.kill()
-            raise StartFailed(f"the run's process did not start within {timeout:.0f} s")
+            reason = f"the run's process did not start within {timeout:.0f} s"
+            start_failed(conv_dir, token, reason)
+            raise StartFailed(reason)
         time.sleep(0.01)
 
 
 def abandon_start(conv_dir: Path, child: subprocess.Popen[bytes], grace: float = 1.0) -> None:
-    """Stop a child that was asked to stop before `wait_started` returned: SIGINT first
-    (if it has taken the conversation over, it records the pause), SIGKILL if need be."""
-    child.send_signal(signal.SIGINT)
+    """Stop a run that was asked to stop (Ctrl+C) before `wait_started` returned: a
+    `starting` conversation is paused at once; a child that has taken it over is
+    stopped like `agent interrupt` does."""
+    stop_run(conv_dir, grace=grace, requested_by="agent run (SIGINT)")
     try:
         child.wait(grace)
     except subprocess.TimeoutExpired:
@@ -111,9 +174,10 @@ def abandon_start(conv_dir: Path, child: subprocess.Popen[bytes], grace: float =
 
 def _last_line(conv_dir: Path) -> str:
     try:
-        lines = (conv_dir / conversation.OUTPUT_FILE).read_text(errors="replace").strip().splitlines()
-    except OSError:
+        text = conversation.read_file(conv_dir / conversation.OUTPUT_FILE).decode(errors="replace")
+    except (OSError, ConversationError):
         return "no output"
+    lines = text.strip().splitlines()
     return lines[-1] if lines else "no output"
 
 
@@ -121,29 +185,35 @@ def _last_line(conv_dir: Path) -> str:
 
 
 @contextlib.contextmanager
-def _stop_lock(conv_dir: Path, *, wait: bool = True) -> Iterator[bool]:
+def _stop_lock(conv_dir: Path, *, wait: bool = True, give_up: Callable[[], bool] | None = None) -> Iterator[bool]:
     """Held while a stop is under way, so that two stops make one, and so that nobody
-    reconciles a run whose process a stop has just killed but not yet recorded."""
-    fd = os.open(conv_dir / STOP_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    reconciles a run whose process a stop has just killed but not yet recorded. Waited
+    for a bounded time, like the conversation's lock."""
+    fd = conversation.open_fd(conv_dir / STOP_LOCK_FILE, os.O_RDWR | os.O_CREAT)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+        if wait:
+            conversation.wait_for_lock(fd, f"the stop of {conv_dir.name}", give_up=give_up,
+                                       timeout=conversation.LOCK_WAIT + SWEEP_TIME + 5.0)
+        else:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
         yield True
     finally:
         os.close(fd)
 
 
 def reconcile(conv_dir: Path, *, wait_for_stop: bool = False) -> State:
-    """The conversation's state, corrected if it says `running` but its process is gone.
+    """The conversation's state, corrected if it says `running` but its process is gone
+    (or `starting` but the process starting it is gone).
 
     While a stop is under way (another shell's `agent interrupt`), its record is about
     to be written: with `wait_for_stop` we wait for it, otherwise we leave it be.
     """
     state = load_state(conv_dir)
-    if state.status is not Status.RUNNING or processes.identify(state.runtime) is not None:
+    if not _vanished(state):
         return state
     with _stop_lock(conv_dir, wait=wait_for_stop) as free:
         if not free:
@@ -151,18 +221,73 @@ def reconcile(conv_dir: Path, *, wait_for_stop: bool = False) -> State:
         return _record_vanished(conv_dir)
 
 
+def observe(conv_dir: Path) -> State:
+    """The state as readers (`ps`, `show`, `wait`) show it: reconciled if need be, and if
+    that cannot be written (a full or read-only disk), the correction is shown, marked
+    as not recorded, instead of failing. A run whose supervisor is stopped or gone says so."""
+    try:
+        state = reconcile(conv_dir)
+    except OSError as error:
+        state = load_state(conv_dir)
+        if not _vanished(state):
+            raise
+        shown = dataclasses.replace(state, status=Status.ERROR, status_kind="unrecorded")
+        shown.status_reason = (f"{_vanished_reason(state)} [not recorded: {error.strerror or error}]")
+        return shown
+    if state.status is Status.RUNNING and (problem := supervisor_problem(state)):
+        return dataclasses.replace(state, status_reason=f"{state.status_reason or ''}; {problem}".lstrip("; "))
+    return state
+
+
+def supervisor_problem(state: State) -> str | None:
+    """Why the run's limits may not be enforced from outside: its supervising process
+    is gone or stopped (the child's own backstop still holds them)."""
+    runtime = state.runtime
+    if not runtime.supervisor_pid:
+        return None
+    child = processes.identify(runtime)
+    try:
+        if child is None or child.ppid() != runtime.supervisor_pid:
+            return f"its supervisor (pid {runtime.supervisor_pid}) is gone"
+        if psutil.Process(runtime.supervisor_pid).status() == psutil.STATUS_STOPPED:
+            return f"its supervisor (pid {runtime.supervisor_pid}) is stopped"
+    except psutil.Error:
+        return f"its supervisor (pid {runtime.supervisor_pid}) is gone"
+    return None
+
+
+def _vanished(state: State) -> bool:
+    """Whether the state says a process is at work on it that no longer exists."""
+    if state.status is Status.RUNNING:
+        return processes.identify(state.runtime) is None
+    if state.status is Status.STARTING:
+        starter = (state.start or {}).get("starter") or {}
+        return not processes.is_alive(starter.get("pid"), starter.get("start_ticks"))
+    return False
+
+
+def _vanished_reason(state: State) -> str:
+    if state.status is Status.STARTING:
+        starter = (state.start or {}).get("starter") or {}
+        return f"the process starting it (pid {starter.get('pid')}, {starter.get('command')}) is gone"
+    return (f"process {state.runtime.pid} is gone without recording an outcome "
+            "(crashed, killed, or the machine restarted)")
+
+
 def _record_vanished(conv_dir: Path) -> State:
-    """Under the stop lock: mark a `running` conversation whose process is gone as failed,
-    and end whatever it left behind (tools of a child that crashed run on under init)."""
+    """Under the stop lock: mark a conversation whose process is gone as failed, and end
+    whatever it left behind (tools of a child that crashed run on under init)."""
     with transaction(conv_dir) as txn:
-        runtime = txn.state.runtime
-        if txn.state.status is Status.RUNNING and processes.identify(runtime) is None:
-            orphans = processes.marked(runtime.marker)
+        state = txn.state
+        if _vanished(state):
+            starting = state.status is Status.STARTING
+            marker = (state.start or {}).get("token") if starting else state.runtime.marker
+            orphans = processes.marked(marker)
             processes.send(orphans, signal.SIGKILL)
-            reason = (f"process {runtime.pid} is gone without recording an outcome "
-                      "(crashed, killed, or the machine restarted)")
-            txn.record("reconciled", reason=reason, pid=runtime.pid, killed=[_describe(p) for p in orphans])
-            if runtime.ended_at is None:
+            reason = _vanished_reason(state)
+            txn.record("reconciled", reason=reason, pid=None if starting else state.runtime.pid,
+                       killed=[_describe(p) for p in orphans])
+            if not starting and state.runtime.ended_at is None:
                 txn.record("exited", exit_code=None)
             txn.set_status(Status.ERROR, reason)
         return txn.state
@@ -183,10 +308,12 @@ class StopReport:
     killed_descendants: int = 0
     survivors: list[int] = field(default_factory=list)  # pids that outlived even SIGKILL
     escaped: list[str] = field(default_factory=list)  # processes of the run found outside its tree
+    before_start: bool = False  # it was `starting`, and is paused before its child ran
 
     def to_dict(self) -> dict[str, object]:
         return {
             "id": self.conversation, "status": self.status.value, "already_stopped": self.already_stopped,
+            "before_start": self.before_start,
             "method": self.method, "signals": self.signals, "duration_ms": self.duration_ms,
             "exit_ms": self.exit_ms,
             "killed_descendants": self.killed_descendants, "survivors": self.survivors, "escaped": self.escaped,
@@ -205,7 +332,11 @@ def stop_run(
     changes nothing.
     """
     started = time.monotonic()
-    with _stop_lock(conv_dir):
+    with _stop_lock(conv_dir, give_up=hurry):
+        with transaction(conv_dir, give_up=hurry) as txn:
+            if _stop_starting(txn, requested_by):
+                return StopReport(txn.state.id, txn.state.status, already_stopped=False, method="before_start",
+                                  before_start=True)
         state = load_state(conv_dir)
         process = processes.identify(state.runtime) if state.status is Status.RUNNING else None
         if process is None:
@@ -223,18 +354,16 @@ def stop_run(
                 signals.append("SIGKILL")
         exit_ms = round((time.monotonic() - signalled) * 1000, 1)
         # Whatever the child did, nothing the run started may outlive the stop: what is
-        # left of the snapshot, and anything carrying the run's marker that got out of it.
-        leftovers = processes.alive(tree)
-        pids = {p.pid for p in tree}
-        escaped = [p for p in processes.marked(state.runtime.marker) if p.pid not in pids]
-        processes.send(leftovers + escaped, signal.SIGKILL)
-        survivors = [p.pid for p in processes.wait_gone(tree + escaped, 2.0)]
+        # left of the snapshot, and anything carrying the run's marker that got out of it,
+        # again and again until none is left (a process that forks and exits in a loop).
+        sweep = processes.sweep(tree, state.runtime.marker, SWEEP_TIME)
+        leftovers, escaped, survivors = sweep.killed_in_tree, sweep.escaped, sweep.survivors
         killed = len([p for p in leftovers if p is not process]) + len(escaped)
-        escaped_info = [_describe(p) for p in escaped]
+        escaped_info = [_describe(p) for p in escaped[:20]] + ([f"... {len(escaped) - 20} more"] * (len(escaped) > 20))
         duration_ms = round((time.monotonic() - started) * 1000, 1)
         method = {1: "sigint", 2: "sigterm", 3: "sigkill"}[len(signals)]
 
-        with transaction(conv_dir) as txn:
+        with transaction(conv_dir, give_up=hurry) as txn:
             if txn.state.status is Status.RUNNING:
                 # The child died before it could write its own record.
                 during = "model_call" if txn.state.current_call else "unknown"
@@ -276,23 +405,26 @@ def wait_supervisor_gone(conv_dir: Path, timeout: float = 3.0) -> None:
 # --------------------------------------------------------------------------- pausing and waiting
 
 
-def request_pause(conv_dir: Path) -> State:
-    """Ask a running child to pause after its current model call or tool."""
+def request_pause(conv_dir: Path) -> tuple[State, bool]:
+    """Ask a running child to pause after its current model call or tool; a run still
+    `starting` is paused at once. Returns the state, and whether it was starting."""
     state = reconcile(conv_dir)
-    if state.status is not Status.RUNNING:
-        return state
+    if state.status not in ACTIVE:
+        return state, False
     with transaction(conv_dir) as txn:
+        if _stop_starting(txn, "agent pause"):
+            return txn.state, True
         if txn.state.status is Status.RUNNING and not txn.state.pause_requested:
             txn.record("pause_requested", pid=os.getpid())
-        return txn.state
+        return txn.state, False
 
 
 def wait_settled(conv_dir: Path, timeout: float | None = None, poll: float = 0.05) -> State:
     """Wait until the conversation is not running (or `timeout`); return its state."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        state = reconcile(conv_dir)
-        if state.status is not Status.RUNNING:
+        state = observe(conv_dir)
+        if state.status not in ACTIVE:
             return state
         if deadline is not None and time.monotonic() >= deadline:
             return state

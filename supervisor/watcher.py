@@ -21,14 +21,21 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m supervisor.watcher")
     parser.add_argument("conversation")
     parser.add_argument("--grace", type=float, default=2.0)
+    parser.add_argument("--token", required=True, help="the start token recorded with `starting`")
     parser.add_argument("--keep-partial", action="store_true")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal is no reason to stop a detached run
+    unblock_stop_signals()
 
     conv_dir = conversation.resolve(args.conversation)
-    child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), keep_partial=args.keep_partial)
+    child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), token=args.token,
+                                keep_partial=args.keep_partial)
     try:
-        control.wait_started(conv_dir, child)
+        control.wait_started(conv_dir, child, args.token)
+    except control.StoppedBeforeStart as stopped:
+        child.wait()
+        print(f"[watcher] {stopped}", file=sys.stderr)
+        return outcomes.EXIT_PAUSED
     except control.StartFailed as error:
         print(f"[watcher] {error}", file=sys.stderr)
         return outcomes.EXIT_FAILED
@@ -38,6 +45,13 @@ def main(argv: list[str]) -> int:
         print(f"[watcher] {error}", file=sys.stderr)
         return outcomes.EXIT_FAILED
     return outcomes.exit_code_for(outcome.state)
+
+
+def unblock_stop_signals() -> None:
+    """Engines that launch processes (Ray, for one) may start us with SIGINT blocked;
+    blocked, a stop would have to wait for SIGKILL. What starts from here (the child)
+    inherits the mask, so it is cleared first."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
 
 
 if __name__ == "__main__":
