@@ -104,26 +104,43 @@ def reap_orphans(spare: int | None = None) -> None:
             os.waitpid(ended.si_pid, 0)
 
 
-def has_children() -> bool:
-    """Whether this process has any child, read from /proc without scanning every process."""
+def child_pids() -> list[int] | None:
+    """Our direct children (zombies included), read from /proc without scanning every
+    process; None if that cannot be read."""
+    pids: list[int] = []
     try:
-        return any(Path(f"/proc/self/task/{tid}/children").read_text().strip() for tid in os.listdir("/proc/self/task"))
-    except OSError:
-        return True  # cannot tell cheaply: take the long way
+        for tid in os.listdir("/proc/self/task"):
+            pids += [int(pid) for pid in Path(f"/proc/self/task/{tid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return None
+    return pids
 
 
-def end_descendants() -> None:
-    """Kill every process the run started that is still alive. As a subreaper, the
-    child adopts orphans, so all of them are its descendants (and there are none if
-    it has no children)."""
-    if not has_children():
-        return
-    doomed = psutil.Process().children(recursive=True)
-    for process in doomed:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
-    psutil.wait_procs(doomed, timeout=2)
-    reap_orphans()
+def end_descendants(seconds: float = 1.0) -> None:
+    """Kill every process the run started that is still alive.
+
+    As a subreaper, the child adopts orphans, so killing its direct children round
+    after round reaches everything: each child killed hands its own children to us.
+    That also wins against a process that forks and exits in a loop (a new pid every
+    few ms), which a scan of the whole process table never catches. Our own children's
+    pids cannot be reused before we reap them, so signalling them is always safe.
+    Bounded by `seconds`; without /proc, psutil walks the tree once.
+    """
+    deadline = time.monotonic() + seconds
+    while pids := child_pids():
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        reap_orphans()
+        if time.monotonic() >= deadline:
+            return
+    if child_pids() is None:
+        doomed = psutil.Process().children(recursive=True)
+        for process in doomed:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(doomed, timeout=2)
+        reap_orphans()
 
 
 def build_messages(events: list[dict[str, Any]], workspace: str, *, keep_partial: bool = False) -> list[dict[str, Any]]:

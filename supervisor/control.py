@@ -232,10 +232,10 @@ def observe(conv_dir: Path) -> State:
         if not _vanished(state):
             raise
         shown = dataclasses.replace(state, status=Status.ERROR, status_kind="unrecorded")
-        shown.status_reason = (f"{_vanished_reason(state)} [not recorded: {error.strerror or error}]")
+        shown.status_reason = f"[not recorded: {error.strerror or error}] {_vanished_reason(state)}"
         return shown
     if state.status is Status.RUNNING and (problem := supervisor_problem(state)):
-        return dataclasses.replace(state, status_reason=f"{state.status_reason or ''}; {problem}".lstrip("; "))
+        return dataclasses.replace(state, status_reason=f"{problem}; {state.status_reason or ''}".rstrip("; "))
     return state
 
 

@@ -1,0 +1,391 @@
+"""Hardening: no lost stop, no wedged conversation, no terminal or file an attacker can
+reach, and the edges a new user hits. Each test is a guarantee of docs/reliability.md
+(numbers 18 on), with real processes, signals, files and the scripted server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from agent_proc import conversation
+from agent_proc.conversation import load_state, transaction
+from agent_proc.status import Status
+from supervisor import control
+from tests.conftest import dump, fault_env, finish, slow_text, terminal, wait_until
+from tests.test_reliability import small_disk  # noqa: F401, F811  (a fixture)
+
+
+def ps_status(agent, conv_id: str) -> str | None:
+    rows = json.loads(agent("ps", "-a", "--json").stdout or "[]")
+    return next((r["status"] for r in rows if r["id"] == conv_id), None)
+
+
+def starting_run(agent, server, *extra: str, delay: float = 3.0) -> tuple[subprocess.Popen[str], str]:
+    """`agent run -d` whose child waits `delay` s before taking the conversation over;
+    returned while the conversation is `starting`."""
+    cli = agent.popen("run", "-d", "-m", "openai/scripted", "--base-url", server.url, *extra, "task",
+                      env=fault_env(start_delay=str(delay)))
+    conv_id = wait_until(lambda: agent("ps", "-q").stdout.strip())
+    assert ps_status(agent, conv_id) == "starting"  # `ps` lists a starting run
+    return cli, conv_id
+
+
+# --------------------------------------------------------------------------- 18: stops during start
+
+
+@pytest.mark.parametrize("command", ["interrupt", "pause"])
+def test_18_a_stop_during_start_is_honoured_and_the_model_never_called(agent, serve, command):
+    server = serve(slow_text(seconds=30))
+    cli, conv_id = starting_run(agent, server)
+
+    stopped = agent(command, conv_id)
+
+    assert stopped.returncode == 0, stopped.stderr
+    assert "before it ran" in stopped.stdout  # it says it stopped a starting run
+    assert cli.wait(30) == 130, cli.communicate()
+    assert agent.state(conv_id).status is Status.PAUSED
+    time.sleep(0.5)  # the late child has come and gone by now (it slept 3 s from its start)
+    wait_until(lambda: not agent.our_processes(), timeout=10)
+    assert agent.state(conv_id).status is Status.PAUSED
+    assert server.requests() == [], "the late child called the model"
+    assert not agent.events(conv_id, "started"), "the late child took the conversation over"
+    # And it can be resumed normally afterwards.
+    assert agent("resume", conv_id, "-d").returncode == 0
+    agent("interrupt", conv_id)
+
+
+def test_18_a_start_whose_starter_died_is_reconciled(agent, serve):
+    server = serve(slow_text(seconds=30))
+    cli = agent.popen("run", "-m", "openai/scripted", "--base-url", server.url, "task",
+                      env=fault_env(start_delay="5"))
+    conv_id = wait_until(lambda: agent("ps", "-q").stdout.strip())
+    cli.kill()  # the foreground `agent run` dies before its child has taken over
+    cli.wait()
+
+    state = agent.state(conv_id)
+    assert state.status is Status.STARTING
+    assert agent("ps", "-a").returncode == 0  # reconciles
+    state = agent.state(conv_id)
+    assert state.status is Status.ERROR and "starting it" in state.status_reason, state.status_reason
+    wait_until(lambda: not agent.our_processes(), timeout=10)  # its child was ended
+    assert server.requests() == []
+
+
+# --------------------------------------------------------------------------- 19: bad bytes
+
+
+def test_19_text_that_is_not_utf8_is_refused_and_nothing_is_created(agent, serve):
+    server = serve(finish())
+    base = [*agent.command("run", "-m", "openai/scripted", "--base-url", server.url)]
+    for argv, stdin in (([*base, b"caf\xe9 au lait"], None), ([*base, "-"], b"\xff\xfe diff --git")):
+        result = subprocess.run(argv, input=stdin, capture_output=True, env=agent.env, cwd=agent.workspace)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count(b"\n") == 1 and b"not valid UTF-8" in result.stderr
+    assert agent("ps", "-a", "-q").stdout == ""
+    root = agent.home / "conversations"
+    assert not root.exists() or os.listdir(root) == [], "a half-made conversation was left behind"
+
+
+def test_19_send_of_bad_bytes_queues_nothing(agent, serve):
+    server = serve(terminal("sleep 30"), finish())
+    conv_id = agent.start(server)
+    wait_until(lambda: "[terminal]" in agent.output(conv_id))
+    for argv, stdin in (([*agent.command("send", conv_id), b"\xff"], None),
+                        ([*agent.command("send", conv_id, "-")], b"ok \xc3\x28")):
+        result = subprocess.run(argv, input=stdin, capture_output=True, env=agent.env, cwd=agent.workspace)
+        assert result.returncode == 2 and b"not valid UTF-8" in result.stderr, result.stderr
+    assert os.listdir(agent.dir(conv_id) / "inbox") == []
+    agent("interrupt", conv_id)
+    assert agent.state(conv_id).status is Status.PAUSED
+
+
+def test_19_a_damaged_inbox_entry_is_moved_aside_and_never_blocks_a_resume(agent, serve):
+    server = serve(slow_text(seconds=30), finish("resumed fine"))
+    conv_id = agent.start(server)
+    wait_until(lambda: "think" in agent.output(conv_id))
+    agent("interrupt", conv_id)
+    inbox = agent.dir(conv_id) / "inbox"
+    # As an older version, a crash or a hand could leave them: a lone surrogate, not JSON, no number.
+    (inbox / f"{10**18:020d}.json").write_text('{"content": "bad \\udcff bytes"}')
+    (inbox / f"{10**18 + 1:020d}.json").write_bytes(b"\xff\x00 not json")
+    (inbox / "planted.json").write_text('{"content": "who named me?"}')
+
+    result = agent("resume", conv_id)
+
+    assert result.returncode == 0, agent.output(conv_id)
+    assert result.stdout == "resumed fine\n"
+    errors = agent.events(conv_id, "error")
+    assert len(errors) == 3 and all(e["kind"] == "inbox" for e in errors)
+    assert sorted(os.listdir(inbox / "damaged")) == sorted([f"{10**18:020d}.json", f"{10**18 + 1:020d}.json",
+                                                           "planted.json"])
+    assert [n for n in os.listdir(inbox) if n != "damaged"] == []
+
+
+# --------------------------------------------------------------------------- 20: messages
+
+
+def test_20_a_message_sent_while_the_last_answer_streams_is_answered_before_the_end(agent, serve):
+    final = {**slow_text("I think I am done now. " * 10, seconds=2),
+             "tool_calls": [{"name": "finish", "arguments": {"message": "first answer"}}]}
+    server = serve(final, finish("answered the message"))
+    conv_id = agent.start(server)
+    wait_until(lambda: "think" in agent.output(conv_id))
+
+    sent = agent("send", conv_id, "also mention the weather")
+    assert sent.returncode == 0 and "queued" in sent.stderr
+
+    assert agent("wait", conv_id).returncode == 0
+    state = agent.state(conv_id)
+    assert state.final_answer == "answered the message"
+    requests = server.requests()
+    assert len(requests) == 2, "the run finished without showing the model the message"
+    assert requests[1]["messages"][-1] == {"role": "user", "content": "also mention the weather"}
+
+
+def test_20_inbox_entries_are_numbered_under_the_lock_not_by_the_clock(agent, serve):
+    server = serve(terminal("sleep 30"), finish())
+    conv_id = agent.start(server)
+    wait_until(lambda: "[terminal]" in agent.output(conv_id))
+    for i in range(3):
+        assert agent("send", conv_id, f"m{i}").returncode == 0
+    names = sorted(os.listdir(agent.dir(conv_id) / "inbox"))
+    assert [int(n.removesuffix(".json")) for n in names] == [1, 2, 3]
+    agent("interrupt", conv_id)
+    taken = agent.events(conv_id, "user_message")[1:]
+    assert [(e["content"], e["inbox_seq"]) for e in taken] == [("m0", 1), ("m1", 2), ("m2", 3)]
+
+
+# --------------------------------------------------------------------------- 21: locks
+
+
+def hold_lock_stopped(conv_dir: Path) -> subprocess.Popen[bytes]:
+    """A process that takes the conversation's lock and is then stopped (Ctrl+Z)."""
+    code = ("import fcntl, os, signal, sys\n"
+            f"fd = os.open({str(conv_dir / 'lock')!r}, os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGSTOP)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert holder.stdout.readline() == b"locked\n"
+    wait_until(lambda: psutil.Process(holder.pid).status() == psutil.STATUS_STOPPED)
+    return holder
+
+
+@pytest.fixture
+def paused_conversation(agent, serve):
+    server = serve(finish())
+    conv_id = agent.start(server)
+    agent("wait", conv_id)
+    return conv_id
+
+
+def test_21_a_wait_for_a_stuck_lock_is_bounded_and_names_the_holder(agent, paused_conversation):
+    holder = hold_lock_stopped(agent.dir(paused_conversation))
+    try:
+        started = time.monotonic()
+        result = agent("send", paused_conversation, "hello", timeout=30)
+        waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2, result.stderr
+    assert f"by pid {holder.pid}" in result.stderr and "stopped" in result.stderr, result.stderr
+    assert waited < conversation.LOCK_WAIT + 3
+
+
+def test_21_ctrl_c_ends_an_interrupt_waiting_on_a_stopped_lock_holder(agent, paused_conversation):
+    holder = hold_lock_stopped(agent.dir(paused_conversation))
+    try:
+        cli = agent.popen("interrupt", paused_conversation)
+        time.sleep(1.0)
+        assert cli.poll() is None  # waiting for the lock
+        cli.send_signal(signal.SIGINT)
+        _, err = cli.communicate(timeout=3)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cli.returncode == 130, err
+
+
+# --------------------------------------------------------------------------- 22: readers on a broken disk
+
+
+def forge_running(conv_dir: Path) -> None:
+    """Make the record claim a run is going, in a process that has exited."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with transaction(conv_dir) as txn:
+        txn.set_status(Status.STARTING, "forged by the test", token="t", starter={})
+        txn.set_status(Status.RUNNING, "forged by the test")
+        txn.record("started", pid=gone.pid, create_time=time.time(), marker="forged")
+
+
+@pytest.mark.parametrize("breakage", ["read-only", "full"])
+def test_22_readers_on_a_broken_disk_show_what_is_there(agent, serve, small_disk, breakage):  # noqa: F811
+    server = serve(finish())
+    home = small_disk / "home"
+    env = {"AGENT_HOME": str(home)}
+    assert agent("run", "-q", "-m", "openai/scripted", "--base-url", server.url, "go", env=env).returncode == 0
+    conv_id = agent("ps", "-a", "-q", env=env).stdout.strip()
+    conv_dir = home / "conversations" / conv_id
+    forge_running(conv_dir)
+    (conv_dir / "stop.lock").touch()
+    if breakage == "read-only":
+        assert subprocess.run(["mount", "-o", "remount,ro", str(small_disk)]).returncode == 0
+    else:
+        fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"x" * 4096)
+        os.close(fd)
+
+    listed = agent("ps", "-a", env=env)
+    shown = agent("show", conv_id, env=env)
+    waited = agent("wait", conv_id, "--timeout", "5", env=env)
+
+    assert listed.returncode == 0 and conv_id in listed.stdout, listed.stderr
+    assert "not recorded" in listed.stdout and "error" in listed.stdout
+    assert shown.returncode == 0 and "not recorded" in shown.stdout, shown.stderr
+    assert waited.returncode == 1 and "not recorded" in waited.stderr, waited.stderr
+    assert load_state(conv_dir).status is Status.RUNNING  # nothing was written
+
+
+# --------------------------------------------------------------------------- 23-25: processes end, limits hold
+
+
+def blocked_signals(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+
+
+STOP_SIGNAL_BITS = sum(1 << (s - 1) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1))
+
+
+def test_23_stop_signals_blocked_by_whoever_started_agent_are_unblocked(agent, serve):
+    server = serve(slow_text(seconds=30))
+    # As an engine such as Ray starts processes: with SIGINT (and more) blocked.
+    wrapper = ("import os, signal, sys\n"
+               "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})\n"
+               "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n")
+    started = subprocess.run([sys.executable, "-c", wrapper, "-m", "supervisor", "run", "-d", "-m", "openai/scripted",
+                              "--base-url", server.url, "task"], capture_output=True, text=True, env=agent.env,
+                             cwd=agent.workspace, timeout=60)
+    assert started.returncode == 0, started.stderr
+    conv_id = started.stdout.strip()
+    wait_until(lambda: "think" in agent.output(conv_id))
+    state = agent.state(conv_id)
+    assert blocked_signals(state.runtime.pid) & STOP_SIGNAL_BITS == 0
+    assert blocked_signals(state.runtime.supervisor_pid) & STOP_SIGNAL_BITS == 0
+
+    report = json.loads(agent("interrupt", conv_id, "--json").stdout)
+
+    assert report["method"] == "sigint" and report["signals"] == ["SIGINT"], report
+
+
+FORK_LOOP = """import os, sys, time
+while True:
+    with open(sys.argv[1], "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(0.002)
+    if os.fork():
+        os._exit(0)
+"""
+
+
+def still_forking(trace: Path) -> bool:
+    """Whether the fork loop has made a new process (written its pid) in the last 0.5 s."""
+    before = trace.read_text()
+    time.sleep(0.5)
+    return trace.read_text() != before
+
+
+def test_24_the_stop_keeps_killing_until_no_process_of_the_run_is_left(agent, serve):
+    loop, trace = agent.workspace / "forker.py", agent.workspace / "forker.pid"
+    loop.write_text(FORK_LOOP)
+    server = serve(terminal(f"setsid {sys.executable} {loop} {trace} & sleep 30"))
+    conv_id = agent.start(server)
+    marker = wait_until(lambda: agent.state(conv_id).runtime.marker)
+    wait_until(trace.exists)
+    assert still_forking(trace)
+
+    report = json.loads(agent("interrupt", conv_id, "--json").stdout)
+
+    assert report["survivors"] == [], report
+    assert not still_forking(trace), "a process that forks in a loop outlived the stop"
+    assert not control.processes.marked(marker)
+
+
+@pytest.mark.parametrize("limit", ["--timeout", "--llm-timeout"])
+def test_25_limits_hold_while_the_supervisor_is_stopped(agent, serve, limit):
+    server = serve(slow_text(seconds=60), when_exhausted="repeat_last")
+    conv_id = agent.start(server, "task", limit, "1.5", "--on-timeout", "error")
+    wait_until(lambda: "think" in agent.output(conv_id))
+    watcher = psutil.Process(agent.state(conv_id).runtime.supervisor_pid)
+    watcher.suspend()  # SIGSTOP: the watchdog cannot act
+    try:
+        listed = json.loads(agent("ps", "--json").stdout)
+        assert "supervisor" in listed[0]["reason"] and "stopped" in listed[0]["reason"], listed
+        assert "is stopped" in agent("show", conv_id).stdout
+        state = wait_until(lambda: (s := agent.state(conv_id)).status is not Status.RUNNING and s, timeout=15)
+    finally:
+        watcher.resume()
+    assert state.status is Status.ERROR, dump(agent, conv_id)
+    assert state.status_kind == ("timeout" if limit == "--timeout" else "llm_timeout")
+    wait_until(lambda: not watcher.is_running() or watcher.status() == psutil.STATUS_ZOMBIE)
+
+
+# --------------------------------------------------------------------------- 26: terminal escapes
+
+
+HOSTILE = "title\x1b]0;pwned\x07 clip\x1b]52;c;aGVsbG8=\x07 clear\x1b[2J back\roverwrite bell\x07 csi\x9b1m end"
+
+
+def on_a_terminal(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 60) -> tuple[int, bytes]:
+    """Run `argv` with stdin, stdout and stderr on a new pty (so isatty() is true);
+    return its exit code and everything it wrote there."""
+    master, slave = os.openpty()
+    process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd)
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every holder of the slave side has closed it
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    return process.wait(timeout), output
+
+
+def test_26_control_characters_reach_a_terminal_escaped_and_files_exactly(agent, serve):
+    server = serve({"content": HOSTILE, "tool_calls": [{"name": "terminal",
+                                                        "arguments": {"command": "printf 'tool\\033]52;c;eA==\\a'"}}]},
+                   {"tool_calls": [{"name": "finish", "arguments": {"message": HOSTILE}}]})
+    code, shown = on_a_terminal(agent.command("run", "-m", "openai/scripted", "--base-url", server.url, "go"),
+                                agent.env, agent.workspace)
+    assert code == 0, shown
+    conv_id = agent("ps", "-a", "-q").stdout.strip()
+    for argv in (["show", conv_id], ["logs", conv_id], ["ps", "-a"]):
+        code, more = on_a_terminal(agent.command(*argv), agent.env, agent.workspace)
+        assert code == 0, more
+        shown += more
+    text = shown.replace(b"\r\n", b"\n")  # the pty's own line discipline
+    assert b"\x1b" not in text and b"\r" not in text and b"\x07" not in text and "\x9b".encode() not in text
+    assert b"\\x1b]52;c;aGVsbG8=\\x07" in text and b"back\\roverwrite" in text and b"\\x1b]52;c;eA==" in text
+    # Files and pipes keep the exact text.
+    piped = subprocess.run(agent.command("logs", conv_id), capture_output=True, env=agent.env, timeout=60)
+    assert HOSTILE.encode() in piped.stdout
+    assert agent.state(conv_id).final_answer == HOSTILE
+    assert json.loads(agent("show", conv_id, "--json").stdout)["state"]["final_answer"] == HOSTILE
