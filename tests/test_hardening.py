@@ -389,3 +389,203 @@ def test_26_control_characters_reach_a_terminal_escaped_and_files_exactly(agent,
     assert HOSTILE.encode() in piped.stdout
     assert agent.state(conv_id).final_answer == HOSTILE
     assert json.loads(agent("show", conv_id, "--json").stdout)["state"]["final_answer"] == HOSTILE
+
+
+# --------------------------------------------------------------------------- 27: files
+
+
+def modes(*paths: Path) -> dict[str, str]:
+    return {p.name: oct(p.stat().st_mode & 0o777) for p in paths}
+
+
+def test_27_every_directory_is_private_whatever_the_umask(agent, serve, tmp_path):
+    server = serve(finish())
+    home = tmp_path / "a" / "b" / "home"  # missing parents too
+    result = subprocess.run(agent.command("run", "-q", "-m", "openai/scripted", "--base-url", server.url, "go"),
+                            env={**agent.env, "AGENT_HOME": str(home)}, cwd=agent.workspace, capture_output=True,
+                            text=True, preexec_fn=lambda: os.umask(0), timeout=60)
+    assert result.returncode == 0, result.stderr
+    conv_dir = next((home / "conversations").iterdir())
+    dirs = [tmp_path / "a", tmp_path / "a" / "b", home, home / "conversations", conv_dir, conv_dir / "inbox"]
+    assert set(modes(*dirs).values()) == {"0o700"}, modes(*dirs)
+    files = [p for p in conv_dir.iterdir() if p.is_file()]
+    assert all(p.stat().st_mode & 0o077 == 0 for p in files), modes(*files)
+
+
+def test_27_a_home_or_conversation_others_can_change_is_refused(agent, serve):
+    server = serve(finish())
+    conv_id = agent.start(server)
+    agent("wait", conv_id)
+    conv_dir = agent.dir(conv_id)
+
+    os.chown(agent.home, 65534, 65534)  # another user's home
+    try:
+        result = agent("ps", "-a")
+    finally:
+        os.chown(agent.home, 0, 0)
+    assert result.returncode == 2 and "belongs to uid 65534" in result.stderr, result.stderr
+
+    conv_dir.chmod(0o777)  # anyone may plant files in it
+    shown, listed = agent("show", conv_id), agent("ps", "-a")
+    assert shown.returncode == 2 and f"chmod go-w {conv_dir}" in shown.stderr, shown.stderr
+    assert listed.returncode == 0 and "can be written by group or others" in listed.stderr
+
+
+def test_27_a_planted_symlink_never_redirects_a_read_or_a_write(agent, serve, tmp_path):
+    server = serve(finish())
+    conv_id = agent.start(server)
+    agent("wait", conv_id)
+    conv_dir = agent.dir(conv_id)
+    victim = tmp_path / "victim"  # a file of root's that a shared home's other user points at
+    forge_running(conv_dir)  # so that a plain `ps` would write (reconcile)
+    victim.write_bytes((conv_dir / "events.jsonl").read_bytes() + b'{"torn')
+    (conv_dir / "events.jsonl").unlink()
+    (conv_dir / "events.jsonl").symlink_to(victim)
+    (conv_dir / "lock").unlink()
+    (conv_dir / "lock").symlink_to(tmp_path / "created-where-they-chose")
+    before = victim.read_bytes()
+
+    results = [agent("ps", "-a"), agent("show", conv_id), agent("send", conv_id, "hi"), agent("interrupt", conv_id)]
+
+    assert victim.read_bytes() == before, "a write followed a planted symlink"
+    assert not (tmp_path / "created-where-they-chose").exists()
+    assert "symbolic link" in results[0].stderr
+    for result in results[1:]:
+        assert result.returncode == 2 and "symbolic link" in result.stderr, result.stderr
+
+
+def test_27_prices_file_follows_the_same_rules(agent, tmp_path):
+    agent.home.mkdir(mode=0o700)
+    elsewhere = tmp_path / "prices-elsewhere.json"
+    elsewhere.write_text('{"models": {}}')
+    prices = agent.home / "prices.json"
+    prices.symlink_to(elsewhere)
+    linked = agent("models")
+    prices.unlink()
+    prices.write_text('{"models": {}}')
+    os.chown(prices, 65534, 65534)
+    foreign = agent("models")
+    assert linked.returncode == 2 and "symbolic link" in linked.stderr, linked.stderr
+    assert foreign.returncode == 2 and "uid 65534" in foreign.stderr, foreign.stderr
+
+
+# --------------------------------------------------------------------------- 28: the edges a new user hits
+
+
+def test_28_agent_alone_prints_the_help_as_help(agent):
+    result = agent()
+    assert result.returncode == 0 and result.stdout.startswith("Usage: agent") and result.stderr == ""
+
+
+def test_28_rm_of_several_with_one_running_deletes_nothing_and_names_it(agent, serve):
+    server = serve(finish(), finish(), slow_text(seconds=30))
+    done = [agent.start(server) for _ in range(2)]
+    for conv_id in done:
+        agent("wait", conv_id)
+    running = agent.start(server)
+
+    result = agent("rm", done[0], running, done[1])
+
+    assert result.returncode == 2 and running in result.stderr and "nothing deleted" in result.stderr
+    assert sorted(agent("ps", "-a", "-q").stdout.split()) == sorted([*done, running])
+    assert "xargs -r" in agent("rm", "--help").stdout and "xargs -r" in agent("ps", "--help").stdout
+    assert agent("rm", "-f", done[0], running, done[1]).returncode == 0
+    assert agent("ps", "-a", "-q").stdout == ""
+
+
+def closed_pipe() -> int:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head` that has had enough, or `| true`
+    return write_end
+
+
+def test_28_a_reader_that_goes_away_changes_no_exit_code_and_stops_no_run(agent, serve):
+    last = {**slow_text("streaming text " * 40, seconds=2),
+            "tool_calls": [{"name": "finish", "arguments": {"message": "three"}}]}
+    server = serve(finish("one"), finish("two"), last)
+    for _ in range(2):
+        agent("wait", agent.start(server))
+    out = closed_pipe()
+    listed = subprocess.run(agent.command("ps", "-a"), stdout=out, stderr=subprocess.PIPE, env=agent.env)
+    os.close(out)
+    assert listed.returncode == 0 and listed.stderr == b""
+
+    # A foreground run whose stderr (progress) and stdout (answer) readers are gone.
+    out, err = closed_pipe(), closed_pipe()
+    ran = subprocess.run(agent.command("run", "-m", "openai/scripted", "--base-url", server.url, "go"),
+                         stdout=out, stderr=err, env=agent.env, cwd=agent.workspace, timeout=60)
+    os.close(out)
+    os.close(err)
+    conv_id = agent("ps", "-a", "-q").stdout.split()[-1]
+    assert ran.returncode == 0, agent.output(conv_id)
+    assert agent.state(conv_id).final_answer == "three"
+
+
+def test_28_status_lines_start_a_line_and_output_in_the_grace_period_shows_as_it_comes(agent, serve):
+    server = serve(slow_text("think " * 400, seconds=20))
+    cli = agent.popen("run", "-m", "openai/scripted", "--base-url", server.url, "--grace", "3", "task",
+                      env=fault_env(ignore="SIGINT,SIGTERM"))
+    os.set_blocking(cli.stderr.fileno(), False)
+    seen = ""
+
+    def read() -> str:
+        nonlocal seen
+        with contextlib.suppress(BlockingIOError):
+            seen += os.read(cli.stderr.fileno(), 1 << 20).decode()
+        return seen
+
+    wait_until(lambda: "think" in read())
+    cli.send_signal(signal.SIGINT)
+    wait_until(lambda: "[agent] SIGINT: stopping" in read())
+    during_grace = len(read())
+    time.sleep(1.5)
+    assert cli.poll() is None  # still in the grace period
+    assert len(read()) > during_grace + 20, "the run's output was held back during the grace period"
+    cli.wait(20)
+    read()
+    stopped_line = seen.index("[agent] stopped in")
+    assert seen[stopped_line - 1] == "\n", repr(seen[stopped_line - 80:stopped_line + 20])
+    assert cli.returncode == 130
+
+
+def test_28_max_cost_already_spent_says_so(agent, serve):
+    usage = {"prompt_tokens": 100, "completion_tokens": 100}
+    server = serve({**finish("one"), "usage": usage}, {**finish("two"), "usage": usage})
+    env = {"LLM_INPUT_COST_PER_TOKEN": "0.001", "LLM_OUTPUT_COST_PER_TOKEN": "0.002"}
+    conv_id = agent.start(server, "go", env=env)
+    agent("wait", conv_id)
+    agent("send", conv_id, "more")
+
+    resumed = agent("resume", conv_id, "--max-cost", "0.1", env=env)
+
+    assert resumed.returncode == 4, resumed.stderr
+    assert "already spent $0.3000 of --max-cost $0.1" in agent.state(conv_id).status_reason
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "output closed"])
+def test_28_an_interrupted_demo_leaves_no_run_no_server_and_no_conversation(agent, how):
+    master, slave = os.openpty()
+    if how == "ctrl-c":  # on a terminal, with NO_COLOR: no colour either
+        demo = subprocess.Popen(agent.command("demo", "--seconds", "30"), stdin=slave, stdout=slave, stderr=slave,
+                                env={**agent.env, "NO_COLOR": "1"}, cwd=agent.workspace)
+    else:
+        demo = subprocess.Popen(agent.command("demo", "--seconds", "30"), stdout=subprocess.PIPE, stderr=slave,
+                                env=agent.env, cwd=agent.workspace)
+    os.close(slave)
+    wait_until(lambda: agent("ps", "-q").stdout.strip(), timeout=30)
+    wait_until(lambda: "think" in agent.output(agent("ps", "-q").stdout.strip()) or True)
+    time.sleep(1.0)
+    if how == "ctrl-c":
+        demo.send_signal(signal.SIGINT)
+    else:
+        demo.stdout.close()
+    assert demo.wait(30) == 130
+    shown = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(master, 65536):
+            shown += chunk
+    os.close(master)
+    assert agent("ps", "-a", "-q").stdout == "", "the demo left a conversation behind"
+    wait_until(lambda: not agent.our_processes(), timeout=10)
+    if how == "ctrl-c":
+        assert b"\x1b[" not in shown, shown
