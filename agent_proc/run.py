@@ -435,16 +435,9 @@ class Run:
                 return self._pause(txn, reason=str(error), kind="llm_timeout")
         return self.fail(str(error), "llm_timeout")
 
-    def backstop_timed_out(self) -> int:
-        """After the backstop stopped the run for --timeout: end it as the watchdog would."""
-        with transaction(self.conv_dir) as txn:
-            if txn.state.status is Status.PAUSED:
-                txn.set_status(Status.ERROR, f"the run exceeded --timeout {self.settings.run_timeout:g} s "
-                               "(stopped by its own backstop: its supervisor did not act)", kind="timeout")
-        return EXIT_TIMEOUT
-
-    def stop_interrupted(self, signal_name: str) -> int:
-        """Record what was in flight when the signal came, and pause the conversation."""
+    def stop_interrupted(self, signal_name: str, *, timed_out: bool = False) -> int:
+        """Record what was in flight when the signal came, and pause the conversation
+        (or, `timed_out` by the backstop, end it `error` as the watchdog would have)."""
         activity, self.activity = self.activity, Activity()
         if activity.command is not None:
             activity.command.kill()
@@ -464,7 +457,14 @@ class Run:
             txn.record("interrupted", **detail)
             conversation.take_inbox(txn)
             if txn.state.status is Status.RUNNING:
-                txn.set_status(Status.PAUSED, f"interrupted by {signal_name}", kind="interrupt")
+                if timed_out:
+                    txn.set_status(Status.ERROR, f"the run exceeded --timeout {self.settings.run_timeout:g} s "
+                                   "(stopped by its own backstop: its supervisor did not act)", kind="timeout")
+                else:
+                    txn.set_status(Status.PAUSED, f"interrupted by {signal_name}", kind="interrupt")
+        if timed_out:
+            say(f"\n[error] the run exceeded --timeout {self.settings.run_timeout:g} s; stopped by its own backstop\n")
+            return EXIT_TIMEOUT
         say(f"\n[interrupted] by {signal_name} during {activity.kind}; conversation paused\n")
         self.log.info("interrupted", signal=signal_name, during=activity.kind)
         return EXIT_PAUSED
@@ -613,9 +613,7 @@ def main(conv_id: str, *, keep_partial: bool = False) -> int:
     except Terminated:
         code = _after_signal(run, "SIGTERM")
     except RunTimedOut:
-        code = _after_signal(run, "SIGALRM (its own --timeout backstop)")
-        if run is not None:
-            code = run.backstop_timed_out()
+        code = _after_signal(run, "SIGALRM", timed_out=True)
     except llm.LLMError as error:
         _ignore_stop_signals()
         assert run is not None
@@ -637,11 +635,11 @@ def main(conv_id: str, *, keep_partial: bool = False) -> int:
     return code
 
 
-def _after_signal(run: Run | None, signal_name: str) -> int:
+def _after_signal(run: Run | None, signal_name: str, *, timed_out: bool = False) -> int:
     _ignore_stop_signals()
     if run is None:  # stopped before the conversation was taken over: nothing to record
         return EXIT_PAUSED
-    return run.stop_interrupted(signal_name)
+    return run.stop_interrupted(signal_name, timed_out=timed_out)
 
 
 def install_handlers(run: Run) -> None:
