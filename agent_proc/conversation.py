@@ -669,6 +669,7 @@ def inbox_number(name: str) -> int | None:
 def _inbox_entries(conv_dir: Path) -> list[tuple[int | None, str]]:
     """The inbox's files as (number, name), in the order they were sent; a name without
     a number (not made by agent) sorts first, to be moved aside."""
+    check_private_dir(conv_dir / INBOX_DIR)  # a linked inbox would have us read and unlink elsewhere
     try:
         names = [n for n in os.listdir(conv_dir / INBOX_DIR) if n.endswith(".json") and not n.startswith(".")]
     except FileNotFoundError:

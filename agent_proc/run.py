@@ -259,7 +259,7 @@ class Run:
             return self._pause(txn)
 
     def _pause(self, txn: Transaction, reason: str = "pause requested", kind: str = "pause") -> int:
-        conversation.take_inbox(txn)
+        keep_for_resume(txn)
         txn.set_status(Status.PAUSED, reason, kind=kind)
         _ignore_stop_signals()  # the outcome is written; a late signal must not undo it
         say(f"\n[paused] {reason}\n")
@@ -420,7 +420,7 @@ class Run:
     def fail(self, message: str, kind: str) -> int:
         with transaction(self.conv_dir) as txn:
             txn.record("error", kind=kind, message=message)
-            conversation.take_inbox(txn)
+            keep_for_resume(txn)
             if txn.state.status is Status.RUNNING:
                 txn.set_status(Status.ERROR, message, kind=kind)
             _ignore_stop_signals()
@@ -455,7 +455,7 @@ class Run:
                            truncated=activity.command.capture.truncated)
                 detail["tool_call_id"] = activity.call["id"]
             txn.record("interrupted", **detail)
-            conversation.take_inbox(txn)
+            keep_for_resume(txn)
             if txn.state.status is Status.RUNNING:
                 if timed_out:
                     txn.set_status(Status.ERROR, f"the run exceeded --timeout {self.settings.run_timeout:g} s "
@@ -468,6 +468,13 @@ class Run:
         say(f"\n[interrupted] by {signal_name} during {activity.kind}; conversation paused\n")
         self.log.info("interrupted", signal=signal_name, during=activity.kind)
         return EXIT_PAUSED
+
+
+def keep_for_resume(txn: Transaction) -> None:
+    """A run that stops without finishing keeps the messages sent meanwhile in its
+    history, where the next resume sends them to the model; it says so."""
+    for event in conversation.take_inbox(txn):
+        say(f"\n[message] kept for the next resume: {event['content']}\n")
 
 
 def _finish_message(call: dict[str, Any]) -> str:

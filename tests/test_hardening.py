@@ -151,6 +151,18 @@ def test_20_a_message_sent_while_the_last_answer_streams_is_answered_before_the_
     assert requests[1]["messages"][-1] == {"role": "user", "content": "also mention the weather"}
 
 
+def test_20_a_message_for_a_run_stopped_first_is_kept_visibly_for_the_resume(agent, serve):
+    server = serve(terminal("sleep 30"), finish("done"))
+    conv_id = agent.start(server)
+    wait_until(lambda: "[terminal]" in agent.output(conv_id))
+    assert "kept for the next resume" in agent("send", conv_id, "use tabs").stderr
+    agent("interrupt", conv_id)
+    assert "[message] kept for the next resume: use tabs" in agent.output(conv_id)
+    assert "use tabs" in agent("show", conv_id).stdout
+    assert agent("resume", conv_id).returncode == 0
+    assert server.requests()[1]["messages"][-1] == {"role": "user", "content": "use tabs"}
+
+
 def test_20_inbox_entries_are_numbered_under_the_lock_not_by_the_clock(agent, serve):
     server = serve(terminal("sleep 30"), finish())
     conv_id = agent.start(server)
