@@ -310,7 +310,8 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
     If the process has not exited after --grace seconds it gets SIGTERM, then its
     whole process tree gets SIGKILL. The conversation is then paused, with
     everything up to the interrupt (partial model output included) saved. Prints
-    how long the stop took. Interrupting a run that is not running changes nothing.
+    how long the stop took. A run still starting is paused before its process
+    runs. Interrupting a run that is not running changes nothing.
 
     \b
     Examples:
@@ -350,6 +351,8 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
 @click.option("--timeout", type=click.FloatRange(min=0), help="Give up waiting after this many seconds (exit 3).")
 def pause(conv_id: str, no_wait: bool, timeout: float | None) -> None:
     """Pause a run politely: the model call or tool in progress finishes first.
+
+    A run still starting is paused at once, before it calls the model.
 
     \b
     Examples:
@@ -406,7 +409,7 @@ def send(conv_id: str, message: str) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print ids only.")
 @_json
 def ps(show_all: bool, quiet: bool, as_json: bool) -> None:
-    """List running conversations (all of them with -a).
+    """List running and starting conversations (all of them with -a).
 
     \b
     Examples:
@@ -618,10 +621,10 @@ def main() -> None:
         cli.main(prog_name="agent", standalone_mode=False)
     except click.UsageError as error:
         hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
-        click.echo(f"Error: {error.format_message()}{hint}", err=True)
+        terminal.echo(f"Error: {error.format_message()}{hint}", err=True)
         sys.exit(error.exit_code)
-    except click.ClickException as error:
-        click.echo(f"Error: {error.format_message()}", err=True)
+    except click.ClickException as error:  # it may quote a run's output or a server's message
+        terminal.echo(f"Error: {error.format_message()}", err=True)
         sys.exit(error.exit_code)
     except click.Abort:
         sys.exit(outcomes.EXIT_PAUSED)
@@ -629,6 +632,6 @@ def main() -> None:
     except Exception as error:  # a bug: still one line, unless asked for more
         if os.environ.get(DEBUG_ENV):
             raise
-        click.echo(f"Error: internal error: {type(error).__name__}: {error} (set {DEBUG_ENV}=1 for details)",
-                   err=True)
+        terminal.echo(f"Error: internal error: {type(error).__name__}: {error} (set {DEBUG_ENV}=1 for details)",
+                      err=True)
         sys.exit(outcomes.EXIT_FAILED)
