@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -174,6 +175,28 @@ def test_20_inbox_entries_are_numbered_under_the_lock_not_by_the_clock(agent, se
     agent("interrupt", conv_id)
     taken = agent.events(conv_id, "user_message")[1:]
     assert [(e["content"], e["inbox_seq"]) for e in taken] == [("m0", 1), ("m1", 2), ("m2", 3)]
+
+
+def test_20_a_clock_stepped_back_loses_no_queued_message(agent, serve):
+    faketime = shutil.which("faketime")  # libfaketime: the real way to give one process another clock
+    if faketime is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("faketime (Debian package faketime) is needed in CI")
+        pytest.skip("needs faketime (apt-get install faketime)")
+    server = serve(terminal("sleep 0.5"), terminal("sleep 30"), finish())
+    conv_id = agent.start(server)
+    wait_until(lambda: "[terminal]" in agent.output(conv_id))
+    assert agent("send", conv_id, "first").returncode == 0
+    wait_until(lambda: "[message] first" in agent.output(conv_id))  # taken in: the bookkeeping moved on
+
+    # The clock is stepped back an hour (NTP, a resumed VM) for the next sender.
+    stepped = subprocess.run([faketime, "-f", "-1h", *agent.command("send", conv_id, "second")],
+                             capture_output=True, text=True, env=agent.env, timeout=60)
+    assert stepped.returncode == 0 and "queued" in stepped.stderr, stepped.stderr
+    agent("interrupt", conv_id)
+
+    sent = [e["content"] for e in agent.events(conv_id, "user_message") if e["source"] == "send"]
+    assert sent == ["first", "second"], "a message queued under a stepped-back clock vanished"
 
 
 # --------------------------------------------------------------------------- 21: locks
