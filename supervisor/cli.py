@@ -138,6 +138,9 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
             sys.exit(outcomes.EXIT_PAUSED)
         except control.StartFailed as error:
             raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:  # Ctrl+C before the run was under way: it must not start behind our back
+            control.abandon_start(conv_dir, watcher)
+            sys.exit(outcomes.EXIT_PAUSED)
         if as_json:
             _print_json({"id": state.id, "pid": state.runtime.pid, "supervisor_pid": watcher.pid})
         else:

@@ -64,6 +64,19 @@ def test_18_a_stop_during_start_is_honoured_and_the_model_never_called(agent, se
     agent("interrupt", conv_id)
 
 
+@pytest.mark.parametrize("detach", [True, False], ids=["run -d", "run"])
+def test_18_ctrl_c_during_start_stops_the_run_before_it_calls_the_model(agent, serve, detach):
+    server = serve(slow_text(seconds=30))
+    cli = agent.popen("run", *(["-d"] if detach else []), "-m", "openai/scripted", "--base-url", server.url, "task",
+                      env=fault_env(start_delay="3"))
+    conv_id = wait_until(lambda: agent("ps", "-q").stdout.strip())
+    cli.send_signal(signal.SIGINT)
+    assert cli.wait(30) == 130, cli.communicate()
+    wait_until(lambda: not agent.our_processes(), timeout=15)
+    assert agent.state(conv_id).status is Status.PAUSED
+    assert server.requests() == []
+
+
 def test_18_a_start_whose_starter_died_is_reconciled(agent, serve):
     server = serve(slow_text(seconds=30))
     cli = agent.popen("run", "-m", "openai/scripted", "--base-url", server.url, "task",
