@@ -272,6 +272,25 @@ def test_an_unexpected_body_is_one_clear_error_not_five_retries(agent, serve, pr
     assert len(server.requests()) == 1
 
 
+NOT_STREAMS = [
+    ('{"error": {"message": "quota used up", "type": "invalid_request_error"}}', False),
+    ('{"error": {"message": "busy", "type": "overloaded_error"}}', True),
+    ("Service temporarily unavailable", False),
+]
+
+
+@pytest.mark.parametrize(("body", "retried"), NOT_STREAMS)
+def test_a_stream_without_events_is_not_retried_as_a_broken_stream(agent, serve, provider, body: str,
+                                                                  retried: bool) -> None:
+    server = serve({"raw_body": body + "\n", "headers": FAST_RETRY}, finish("after"))
+    result = run(agent, server, provider)
+    conv_id = last_id(agent)
+    failed = agent.events(conv_id, "model_attempt_failed")[0]
+    assert "ended before it was complete" not in failed["error"] and "{" not in failed["error"], failed
+    assert result.returncode == (0 if retried else 1)
+    assert len(server.requests()) == (2 if retried else 1)
+
+
 @pytest.mark.parametrize(("kind", "retried"), [("overloaded_error", True), ("rate_limit_error", True),
                                                ("server_error", True), ("invalid_request_error", False)])
 def test_errors_inside_a_stream_are_classified_like_http_errors(agent, serve, provider, kind: str,
