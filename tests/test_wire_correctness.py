@@ -15,7 +15,7 @@ import requests
 from agent_proc import logs, wire_anthropic, wire_openai
 from agent_proc.tools import TOOL_SPECS
 from supervisor.scripted_server import check_anthropic_messages, check_openai_chat, start_server
-from tests.conftest import dump, finish, terminal
+from tests.conftest import dump, finish, slow_text, terminal, wait_until
 
 FAST_RETRY = {"retry-after-ms": "0"}  # an answer the client retries at once
 ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -237,8 +237,6 @@ def test_tool_calls_without_ids_get_unique_valid_ones(agent, serve, provider, st
 
 
 def test_keep_partial_never_sends_a_retried_attempts_partial(agent, serve, provider) -> None:
-    from tests.conftest import slow_text, wait_until
-
     broken = {"content": "Alpha draft that the server cut short. " * 4, "chunk_chars": 8, "drop_after_chunks": 6,
               "headers": FAST_RETRY}
     server = serve(broken, slow_text(seconds=30), finish())
@@ -369,9 +367,7 @@ def test_characters_split_across_stream_events_are_put_together(agent, serve, pr
     assert TRICKY in agent.output(conv_id)
 
 
-def test_a_tool_call_cut_inside_a_surrogate_pair_is_stored(agent, serve, provider) -> None:
-    from tests.conftest import slow_text, wait_until
-
+def test_an_interrupt_between_two_halves_of_a_surrogate_pair_stores_the_text(agent, serve, provider) -> None:
     emoji = {"content": "Let me think " + "🎉" * 200, "chunk_chars": 1, "split_surrogates": True,
              "chunk_delay": 0.05}
     server = serve(emoji, finish())
@@ -381,7 +377,6 @@ def test_a_tool_call_cut_inside_a_surrogate_pair_is_stored(agent, serve, provide
     partial = agent.events(conv_id, "model_message")[0]
     assert partial["outcome"] == "interrupted" and "\ufffd" not in partial["content"][:-1]
     assert agent.state(conv_id).status.value == "paused"
-    del slow_text
 
 
 DEEP = "[" * 100_000 + "]" * 100_000
