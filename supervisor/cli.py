@@ -497,7 +497,8 @@ def rm(conv_ids: tuple[str, ...], force: bool) -> None:
 @cli.command()
 @_json
 def models(as_json: bool) -> None:
-    """List the providers a model name may start with, and what each needs.
+    """List the providers a model name may start with, what each needs, and which
+    variable each takes its key from (its own variable first, then LLM_API_KEY).
 
     Any provider that speaks the OpenAI format also works with --base-url. Prices
     come from a table shipped with agent (see `taken_on`), extended or overridden by
