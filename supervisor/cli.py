@@ -215,13 +215,15 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, de
 @click.argument("conv_id", metavar="ID")
 @click.option("--keep-partial", is_flag=True,
               help="Send the model its own partial output from an interrupted call, instead of dropping it.")
+@click.option("-m", "--model", help="Carry on with another model (provider/model); recorded in the history.")
+@click.option("--base-url", help="Carry on at another API endpoint; recorded in the history.")
 @_limits
 @_detach
 @_grace
 @_quiet
 @_json
-def resume(conv_id: str, keep_partial: bool, detach: bool, grace: float, quiet: bool, as_json: bool,
-           **limits: Any) -> None:
+def resume(conv_id: str, keep_partial: bool, model: str | None, base_url: str | None, detach: bool, grace: float,
+           quiet: bool, as_json: bool, **limits: Any) -> None:
     """Carry on with a paused (or failed, or finished) conversation.
 
     Messages given with `agent send` since it stopped are taken in first. A tool
@@ -232,6 +234,7 @@ def resume(conv_id: str, keep_partial: bool, detach: bool, grace: float, quiet: 
     Examples:
       agent resume 3f9a
       agent resume 3f9a --llm-timeout 120 --keep-partial
+      agent resume 3f9a -m anthropic/claude-sonnet-4-5    # its old endpoint is gone
       agent send 3f9a "also update the docs" && agent resume -d 3f9a
     """
     from agent_proc.providers import parse_model
@@ -246,13 +249,18 @@ def resume(conv_id: str, keep_partial: bool, detach: bool, grace: float, quiet: 
         raise UsageError(f"conversation {state.id} is {state.status.value} and cannot be resumed")
     if state.status is Status.FINISHED and not _has_new_message(conv_dir, events):
         raise UsageError(f"conversation {state.id} has finished; `agent send {state.id} MESSAGE` to give it more")
-    chosen = settings.ModelSettings(parse_model(state.model), state.base_url or "")
+    current = settings.ModelSettings(parse_model(state.model), state.base_url or "")
+    chosen = settings.change_model(current, model, base_url) if model or base_url else current
     settings.check_key(chosen)
-    if changed := _given(**limits):
-        new_settings = Settings(**{**dataclasses.asdict(state.settings), **changed})
-        settings.check_budget(chosen, new_settings)
+    changed, moved = _given(**limits), chosen != current
+    if changed or moved:
+        settings.check_budget(chosen, Settings(**{**dataclasses.asdict(state.settings), **changed}))
         with conversation.transaction(conv_dir) as txn:
-            txn.record("settings_changed", settings=changed)
+            if changed:
+                txn.record("settings_changed", settings=changed)
+            if moved:
+                txn.record("model_changed", model=chosen.ref.full_name, base_url=chosen.base_url,
+                           previous={"model": state.model, "base_url": state.base_url})
     _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json, keep_partial=keep_partial)
 
 
