@@ -99,7 +99,7 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
     """Start the run and wait until its child has taken the conversation over; then
     either return (detached: a watcher process supervises it) or supervise it here,
     showing its output, and exit with the code its outcome maps to."""
-    from supervisor import attach, control, render
+    from supervisor import attach, control
 
     output_from = attach.output_size(conv_dir)  # a resumed run shows only what is new
     if detach:
@@ -127,16 +127,23 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
     state = outcome.state
     if outcome.report and not outcome.report.already_stopped:
         click.echo(f"[agent] stopped in {outcome.report.duration_ms:.0f} ms ({outcome.report.method})", err=True)
+    _print_outcome(state, as_json)
+    code = outcomes.exit_code_for(state)
+    if outcome.stopped_by == signal.SIGTERM and state.status is Status.PAUSED:
+        code = outcomes.EXIT_TERMINATED
+    sys.exit(code)
+
+
+def _print_outcome(state: conversation.State, as_json: bool) -> None:
+    """How a run ended, as a foreground run prints it: the answer on stdout, else why not."""
+    from supervisor import render
+
     if as_json:
         _print_json(render.summary(state))
     elif state.status is Status.FINISHED:
         click.echo(state.final_answer or "")
     else:
         click.echo(f"[agent] {state.id} {state.status.value}: {state.status_reason}", err=True)
-    code = outcomes.exit_code_for(state)
-    if outcome.stopped_by == signal.SIGTERM and state.status is Status.PAUSED:
-        code = outcomes.EXIT_TERMINATED
-    sys.exit(code)
 
 
 _detach = click.option("-d", "--detach", is_flag=True, help="Run in the background; print the id and return.")
@@ -558,6 +565,40 @@ def demo(workspace: str | None, seconds: float) -> None:
     from supervisor.demo import run_demo
 
     sys.exit(run_demo(workspace, seconds))
+
+
+cli.add_command(interrupt, name="stop")  # docker's word for it
+
+
+@cli.command()
+@click.argument("conv_id", metavar="ID")
+@click.option("--watch-only", is_flag=True,
+              help="Only watch: Ctrl+C stops watching and leaves the run alone.")
+@click.option("--grace", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="On Ctrl+C: seconds to wait after SIGINT before SIGTERM and SIGKILL.")
+@_json
+def attach(conv_id: str, watch_only: bool, grace: float, as_json: bool) -> None:
+    """Follow a running run as if it had been started here in the foreground.
+
+    Its progress goes to stderr as it happens, its answer to stdout at the end, and
+    the exit code is the run's (0 finished, 1 error, 130 paused...). Ctrl+C stops
+    the run like `agent interrupt`; a second Ctrl+C kills it. With --watch-only,
+    Ctrl+C only stops the watching (exit 130) and the run goes on.
+
+    \b
+    Examples:
+      id=$(agent run -d "summarise README.md") && agent attach "$id"
+      agent attach --watch-only 3f9a
+    """
+    from supervisor import attach as attaching
+
+    conv_dir = _conv_dir(conv_id)
+    try:
+        state = attaching.attach_to(conv_dir, sys.stderr.buffer, grace=grace, watch_only=watch_only)
+    except KeyboardInterrupt:
+        sys.exit(outcomes.EXIT_PAUSED)  # --watch-only: Ctrl+C stops watching, not the run
+    _print_outcome(state, as_json)
+    sys.exit(outcomes.exit_code_for(state))
 
 
 def main() -> None:
