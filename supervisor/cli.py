@@ -33,8 +33,27 @@ class UsageError(click.ClickException):
     exit_code = outcomes.EXIT_USAGE
 
 
+class AgentContext(click.Context):
+    """Gives an option the flag left out its default from the environment or config.toml
+    (`supervisor.config`), before the built-in one."""
+
+    def lookup_default(self, name: str, call: bool = True) -> Any:
+        found = super().lookup_default(name, call)
+        if found is not None:
+            return found
+        from supervisor import config
+
+        return config.default_for(self.command, name)
+
+
+class AgentCommand(click.Command):
+    context_class = AgentContext
+
+
 class AgentGroup(click.Group):
     """Turns the project's own errors into one clear line and the documented exit code."""
+
+    command_class = AgentCommand
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -54,9 +73,10 @@ def _is_bad_input(error: Exception) -> bool:
     """Whether `error` is one of ours that reports bad input (imported only when needed,
     so that no command pays for modules it does not use)."""
     from agent_proc.pricing import PricingError
+    from supervisor.config import ConfigError
     from supervisor.settings import SettingsError
 
-    return isinstance(error, (ConversationError, SettingsError, IllegalTransition, PricingError))
+    return isinstance(error, (ConversationError, SettingsError, IllegalTransition, PricingError, ConfigError))
 
 
 @click.group(cls=AgentGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -599,6 +619,94 @@ def attach(conv_id: str, watch_only: bool, grace: float, as_json: bool) -> None:
         sys.exit(outcomes.EXIT_PAUSED)  # --watch-only: Ctrl+C stops watching, not the run
     _print_outcome(state, as_json)
     sys.exit(outcomes.exit_code_for(state))
+
+
+@cli.group(name="config")
+def config_group() -> None:
+    """Defaults for run options, kept in $AGENT_HOME/config.toml.
+
+    A value comes from the flag, else the environment (LLM_MODEL, LLM_BASE_URL),
+    else this file, else the built-in default. API keys are never kept here: they
+    come from the environment only.
+
+    \b
+    Examples:
+      agent config set model openai/gpt-4o
+      agent config set max_cost 0.50
+      agent config list
+      agent config unset max_cost
+    """
+
+
+@config_group.command(name="list")
+@_json
+def config_list(as_json: bool) -> None:
+    """Every key, the value a run gets without a flag, and where it comes from.
+
+    \b
+    Examples:
+      agent config list
+      agent config list --json
+    """
+    from supervisor import config
+
+    rows = config.describe(run)
+    if as_json:
+        _print_json({name: {"value": value, "source": source} for name, value, source in rows})
+        return
+    from supervisor import render
+
+    click.echo(render.table([["KEY", "VALUE", "SOURCE"]]
+                            + [[name, "-" if value is None else json.dumps(value), source]
+                               for name, value, source in rows]))
+
+
+@config_group.command(name="get")
+@click.argument("key")
+def config_get(key: str) -> None:
+    """Print the value a run gets for KEY without a flag (empty if none).
+
+    \b
+    Examples:
+      agent config get model
+    """
+    from supervisor import config
+
+    config.check_name(key)
+    value = {name: value for name, value, _ in config.describe(run)}[key]
+    click.echo("" if value is None else value)
+
+
+@config_group.command(name="set")
+@click.argument("key")
+@click.argument("value")
+def config_set(key: str, value: str) -> None:
+    """Set KEY to VALUE in the config file, checked as the flag would be.
+
+    \b
+    Examples:
+      agent config set model anthropic/claude-sonnet-4-5
+      agent config set timeout 1800
+    """
+    from supervisor import config
+
+    stored = config.set_value(key, value, run)
+    click.echo(f"{key} = {json.dumps(stored)}  ({config.path()})", err=True)
+
+
+@config_group.command(name="unset")
+@click.argument("key")
+def config_unset(key: str) -> None:
+    """Remove KEY from the config file: the built-in default applies again.
+
+    \b
+    Examples:
+      agent config unset max_cost
+    """
+    from supervisor import config
+
+    if not config.unset(key):
+        click.echo(f"{key} is not set in {config.path()}; nothing to do", err=True)
 
 
 def main() -> None:
