@@ -621,6 +621,44 @@ def attach(conv_id: str, watch_only: bool, grace: float, as_json: bool) -> None:
     sys.exit(outcomes.exit_code_for(state))
 
 
+@cli.command()
+@click.option("--filter", "filter_specs", multiple=True, metavar="KEY=VALUE",
+              help="Only changes that match: status=, name=, label=KEY or label=KEY=VALUE. Repeatable.")
+@click.option("--since", help="Replay the changes since then first: a duration ago (10m, 2h, 7d) or a date.")
+@click.option("--until", help="Stop at this time (`now`: only replay what --since asks for).")
+def events(filter_specs: tuple[str, ...], since: str | None, until: str | None) -> None:
+    """Print status changes of all conversations as they happen, one JSON object a line.
+
+    Like `docker events`: for scripts and dashboards. Each line has time, id, name,
+    labels, type ("status"), from, status, reason, kind and seq. A filter on one key
+    given twice matches either value; different keys must all match.
+
+    \b
+    Examples:
+      agent events
+      agent events --filter status=error --filter status=finished
+      agent events --since 1h --until now | jq -r '[.time, .id, .status] | @tsv'
+    """
+    from supervisor import events as following
+    from supervisor import filters
+
+    try:
+        chosen = filters.parse(filter_specs)
+        since_iso = filters.iso(filters.parse_time(since)) if since else None
+        until_at = filters.parse_time(until).timestamp() if until else None
+    except filters.FilterError as error:
+        raise UsageError(str(error)) from None
+
+    def emit(line: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    try:
+        following.run(conversation.conversations_root(), chosen, emit, since=since_iso, until=until_at)
+    except KeyboardInterrupt:
+        sys.exit(outcomes.EXIT_PAUSED)  # Ctrl+C stops following
+
+
 @cli.group(name="config")
 def config_group() -> None:
     """Defaults for run options, kept in $AGENT_HOME/config.toml.

@@ -1,0 +1,130 @@
+"""`agent events`: status changes of every conversation as JSON lines, live and replayed."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import finish, slow_text, wait_until
+
+
+def watches(process: subprocess.Popen[str]) -> int:
+    """How many inotify watches `process` holds (from /proc/PID/fdinfo)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{process.pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{process.pid}/fd/{fd}") == "anon_inode:inotify":
+                with open(f"/proc/{process.pid}/fdinfo/{fd}") as info:
+                    count += sum(line.startswith("inotify wd:") for line in info)
+        except OSError:
+            continue
+    return count
+
+
+def read_lines(process: subprocess.Popen[str], count: int, timeout: float = 20.0) -> list[dict]:
+    """The next `count` lines `process` prints, read straight from the pipe (a buffered
+    reader could hold lines that select() no longer sees)."""
+    lines: list[dict] = []
+    pending = getattr(process, "pending", b"")
+    deadline = time.monotonic() + timeout
+    while len(lines) < count:
+        if b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            lines.append(json.loads(line))
+            continue
+        left = deadline - time.monotonic()
+        assert left > 0, f"only {lines} after {timeout} s"
+        if select.select([process.stdout], [], [], left)[0]:
+            data = os.read(process.stdout.fileno(), 65536)
+            assert data, f"events exited: {process.stderr.read()}"
+            pending += data
+    process.pending = pending
+    return lines
+
+
+@pytest.fixture
+def follow(agent):
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, ready_watches: int = 1) -> subprocess.Popen[str]:
+        process = agent.popen("events", *args)
+        started.append(process)
+        wait_until(lambda: watches(process) >= ready_watches)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.communicate()
+
+
+def test_status_changes_of_a_new_run_are_streamed_in_order(agent, serve, follow):
+    server = serve(finish("done"))
+    events = follow()
+
+    conv_id = agent.start(server)
+    lines = read_lines(events, 2)
+
+    assert [(e["id"], e["from"], e["status"]) for e in lines] == [(conv_id, "idle", "running"),
+                                                                  (conv_id, "running", "finished")]
+    assert set(lines[0]) == {"time", "id", "name", "labels", "type", "from", "status", "reason", "kind", "seq"}
+    assert lines[0]["type"] == "status" and lines[0]["time"] < lines[1]["time"]
+
+
+def test_existing_runs_are_followed_and_filters_apply(agent, serve, follow):
+    server = serve(slow_text(seconds=30), finish("done"))
+    running = agent.start(server)
+    wait_until(lambda: "think" in agent.output(running))
+    events = follow("--filter", "status=paused", "--filter", "status=finished", ready_watches=2)
+
+    agent("interrupt", running)  # running -> paused
+    agent("send", running, "go on")
+    agent("resume", "-d", running)  # paused -> running (filtered out) -> finished
+    lines = read_lines(events, 2)
+
+    assert [(e["id"], e["status"]) for e in lines] == [(running, "paused"), (running, "finished")]
+    assert lines[0]["kind"] == "interrupt"
+
+
+def test_a_name_filter_without_names_shows_nothing(agent, serve, follow):
+    server = serve(finish("done"))
+    events = follow("--filter", "name=nightly")
+    everything = follow()
+    agent.start(server)
+    read_lines(everything, 2)
+    time.sleep(0.3)
+    assert not select.select([events.stdout], [], [], 0)[0]
+
+
+def test_since_replays_past_changes_in_time_order(agent, serve):
+    server = serve(finish("one"), finish("two"))
+    first = agent.start(server)
+    assert agent("wait", first).returncode == 0
+    second = agent.start(server)
+    assert agent("wait", second).returncode == 0
+    boundary = json.loads(agent("events", "--since", "1h", "--until", "now").stdout.splitlines()[1])["time"]
+
+    replayed = agent("events", "--since", "1h", "--until", "now")
+    later = agent("events", "--since", boundary, "--until", "now")
+    nothing = agent("events", "--until", "now")
+
+    assert replayed.returncode == 0, replayed.stderr
+    lines = [json.loads(line) for line in replayed.stdout.splitlines()]
+    assert [(e["id"], e["status"]) for e in lines] == [(first, "running"), (first, "finished"),
+                                                      (second, "running"), (second, "finished")]
+    assert [e["id"] for e in map(json.loads, later.stdout.splitlines())] == [first, second, second]
+    assert nothing.stdout == ""
+
+
+@pytest.mark.parametrize(("args", "expected"), [(["--filter", "colour=red"], "unknown filter 'colour'"),
+                                                (["--filter", "status=sleeping"], "status is one of"),
+                                                (["--since", "last week"], "is not a time")])
+def test_bad_filters_are_one_clear_line(agent, args, expected):
+    result = agent("events", *args)
+    assert result.returncode == 2 and expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
