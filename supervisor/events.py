@@ -64,7 +64,7 @@ class Inotify:
         if self.fd < 0:
             raise OSError(ctypes.get_errno(), f"inotify_init1: {os.strerror(ctypes.get_errno())}")
 
-    def add(self, path: Path, mask: int) -> int:
+    def add(self, path: str | Path, mask: int) -> int:
         wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), mask)
         if wd < 0:
             number = ctypes.get_errno()
@@ -116,22 +116,28 @@ class EventStream:
     polled: set[str] = field(default_factory=set)  # beyond the watch limit
     root_wd: int = -1
 
+    def __post_init__(self) -> None:
+        self._since_epoch = datetime.fromisoformat(self.since.replace("Z", "+00:00")).timestamp() \
+            if self.since else 0.0
+
     def start(self) -> None:
         """Watch everything; replay what `since` asks for. Changes made from now on are
         seen by the watches, so nothing falls between the replay and the live stream."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.root_wd = self.inotify.add(self.root, IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR)
         replay: list[dict[str, Any]] = []
-        for conv_dir in conversation.list_dirs(self.root.parent):
-            if self._follow(conv_dir, new=False):
-                replay += self._read_new(conv_dir.name, emit=False)
+        for conv_id in os.listdir(self.root):
+            if _is_conversation_id(conv_id) and self._follow(conv_id, new=False) \
+                    and self.followed[conv_id].offset == 0:
+                replay += self._read_new(conv_id, emit=False)
         for event in sorted(replay, key=lambda e: (e["time"], e["id"], e["seq"])):
             self.emit(event)
 
-    def _follow(self, conv_dir: Path, *, new: bool) -> bool:
-        """Start following one conversation; False if its events.jsonl is not there yet."""
-        conv_id = conv_dir.name
-        events_path = conv_dir / conversation.EVENTS_FILE
+    def _follow(self, conv_id: str, *, new: bool) -> bool:
+        """Start following one conversation; False if its events.jsonl is not there yet.
+
+        Run once per conversation at start-up, so it keeps to plain strings and one stat."""
+        events_path = f"{self.root}/{conv_id}/{conversation.EVENTS_FILE}"
         try:
             wd = self.inotify.add(events_path, IN_MODIFY | IN_DELETE_SELF | IN_MOVE_SELF)
         except FileNotFoundError:
@@ -153,13 +159,13 @@ class EventStream:
             # Made after we started, or moved in by `agent import`: read it all, but
             # an imported history's old changes are not news.
             cutoff = self.since or _iso(datetime.now(timezone.utc) - timedelta(milliseconds=MOVED_IN_SLACK_MS))
-            self.followed[conv_id] = Followed(conv_dir, 0, cutoff)
+            self.followed[conv_id] = Followed(self.root / conv_id, 0, cutoff)
             return True
         stat = os.stat(events_path)
-        # An event is stamped before its append, which sets the file's (coarse) mtime.
-        last_append = _iso(datetime.fromtimestamp(stat.st_mtime + 1, timezone.utc))
-        replay_it = self.since is not None and last_append >= self.since
-        self.followed[conv_id] = Followed(conv_dir, 0 if replay_it else stat.st_size, self.since or "")
+        # An event is stamped before its append, which sets the file's (coarse) mtime:
+        # a file last written before `since` has nothing to replay.
+        replay_it = self.since is not None and stat.st_mtime + 1 >= self._since_epoch
+        self.followed[conv_id] = Followed(self.root / conv_id, 0 if replay_it else stat.st_size, self.since or "")
         return True
 
     def _read_new(self, conv_id: str, *, emit: bool = True) -> list[dict[str, Any]]:
@@ -230,7 +236,7 @@ class EventStream:
                 self._read_new(conv_id)
 
     def _start_following_new(self, conv_id: str) -> None:
-        if self._follow(self.root / conv_id, new=True):
+        if self._follow(conv_id, new=True):
             self._read_new(conv_id)
 
     def close(self) -> None:
