@@ -659,6 +659,67 @@ def events(filter_specs: tuple[str, ...], since: str | None, until: str | None) 
         sys.exit(outcomes.EXIT_PAUSED)  # Ctrl+C stops following
 
 
+@cli.command(name="export")
+@click.argument("conv_id", metavar="ID")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write to FILE instead of stdout.")
+def export_(conv_id: str, output: str | None) -> None:
+    """Write a conversation as one portable JSON file: history, state, output.
+
+    For a CI artifact, or to carry it to another machine (`agent import`) and resume
+    it there. It never contains an API key.
+
+    \b
+    Examples:
+      agent export 3f9a -o conversation.json
+      agent export 3f9a | jq '.events[] | select(.type == "status")'
+    """
+    from supervisor import control, portable
+
+    conv_dir = _conv_dir(conv_id)
+    text, redacted = portable.export(conv_dir, control.reconcile(conv_dir))
+    for variable in redacted:
+        click.echo(f"warning: the value of ${variable} was found in the conversation and is replaced by "
+                   f"{portable.REDACTED}", err=True)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        conversation.write_atomic(Path(output).absolute(), text.encode())
+
+
+@cli.command(name="import")
+@click.argument("file", type=click.File("r", encoding="utf-8", errors="strict"))
+@click.option("--new-id", is_flag=True, help="Give it a new id (if its own is taken here).")
+@click.option("-w", "--workspace", type=click.Path(exists=True, file_okay=False, resolve_path=True),
+              help="Directory its tools work in from now on  [default: its own, if it exists here]")
+def import_(file: Any, new_id: bool, workspace: str | None) -> None:
+    """Add a conversation written by `agent export` (FILE, or '-' for stdin); print its id.
+
+    The file is checked whole first: a damaged one is refused (exit 2) and nothing
+    is created. The conversation keeps its id unless that is taken (then --new-id);
+    it is not running here until `agent resume`.
+
+    \b
+    Examples:
+      agent import conversation.json && agent resume 3f9a
+      agent import --new-id -w ~/src/app conversation.json
+    """
+    from supervisor import portable
+
+    source = file.name
+    try:
+        text = file.read()
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{source} is not an exported conversation (not UTF-8 text: {error})") from None
+    doc = portable.read(text, source)
+    if workspace is None:
+        workspace = portable.fold(doc["id"], doc["events"], source).workspace
+        if not os.path.isdir(workspace):
+            raise UsageError(f"its workspace {workspace} does not exist here; give one with -w DIR")
+    conv_dir = portable.install(doc, workspace=workspace, new_id=new_id, source=source)
+    click.echo(conv_dir.name)
+
+
 @cli.group(name="config")
 def config_group() -> None:
     """Defaults for run options, kept in $AGENT_HOME/config.toml.

@@ -3,7 +3,10 @@ it, `stop`, and carrying a conversation to another home with export and import."
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import stat
 import time
 
 from tests.conftest import finish, slow_text, wait_until
@@ -84,3 +87,104 @@ def test_watch_only_attach_leaves_the_run_alone(agent, serve):
     assert agent.state(conv_id).status.value == "running"
     assert agent("stop", conv_id).returncode == 0  # `stop` is `interrupt`
     assert agent.state(conv_id).status.value == "paused"
+
+
+def interrupted_run(agent, serve, **env) -> str:
+    server = serve(slow_text(seconds=30))
+    conv_id = agent.start(server, env=env)
+    wait_until(lambda: "think" in agent.output(conv_id))
+    agent("interrupt", conv_id)
+    return conv_id
+
+
+def test_export_and_import_carry_a_conversation_to_another_home_to_resume(agent, serve, tmp_path):
+    conv_id = interrupted_run(agent, serve)
+    exported = tmp_path / "conversation.json"
+    assert agent("export", conv_id, "-o", str(exported)).returncode == 0
+    other = {"AGENT_HOME": str(tmp_path / "elsewhere")}
+
+    imported = agent("import", str(exported), env=other)
+
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout == f"{conv_id}\n"
+    shown = json.loads(agent("show", conv_id, "--json", env=other).stdout)
+    assert shown["state"]["status"] == "paused" and shown["state"]["runtime"]["pid"] is None
+    before = agent.events(conv_id)
+    assert shown["events"][:len(before)] == before and shown["events"][-1]["type"] == "imported"
+    assert "think" in agent("logs", conv_id, env=other).stdout
+    server = serve(finish("resumed on the other machine"))
+    resumed = agent("resume", conv_id, "--base-url", server.url, env=other)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout == "resumed on the other machine\n"
+    assert stat.S_IMODE(os.stat(tmp_path / "elsewhere" / "conversations" / conv_id).st_mode) == 0o700
+
+
+def test_import_refuses_a_taken_id_unless_new_id(agent, serve, tmp_path):
+    conv_id = interrupted_run(agent, serve)
+    exported = tmp_path / "c.json"
+    exported.write_text(agent("export", conv_id).stdout)
+
+    taken = agent("import", str(exported))
+    assert taken.returncode == 2 and "--new-id" in taken.stderr
+
+    copy = agent("import", "--new-id", str(exported))
+    assert copy.returncode == 0, copy.stderr
+    new_id = copy.stdout.strip()
+    assert new_id != conv_id and agent.state(new_id).status.value == "paused"
+    assert agent.events(new_id, "imported")[0]["original_id"] == conv_id
+
+
+def test_a_running_conversation_exports_as_a_snapshot_that_imports_paused(agent, serve, tmp_path):
+    server = serve(slow_text(seconds=30))
+    conv_id = agent.start(server)
+    wait_until(lambda: "think" in agent.output(conv_id))
+    snapshot = agent("export", conv_id)
+    agent("interrupt", conv_id)
+    other = {"AGENT_HOME": str(tmp_path / "elsewhere")}
+
+    assert agent("import", "-", input=snapshot.stdout, env=other).returncode == 0
+
+    state = json.loads(agent("show", conv_id, "--json", env=other).stdout)["state"]
+    assert (state["status"], state["status_kind"]) == ("paused", "imported")
+
+
+def test_damaged_exports_are_refused_and_nothing_is_created(agent, serve, tmp_path):
+    conv_id = interrupted_run(agent, serve)
+    good = agent("export", conv_id).stdout
+    doc = json.loads(good)
+    gap = {**doc, "events": doc["events"][:2] + doc["events"][3:]}
+    lying = {**doc, "state": {**doc["state"], "status": "finished"}}
+    broken_event = {**doc, "events": [{**e, "to": "flying"} if e["type"] == "status" else e for e in doc["events"]]}
+    other_home = tmp_path / "elsewhere"
+    for text, expected in [(good[: len(good) // 2], "not JSON"), ("{}", "not an exported conversation"),
+                           (json.dumps(gap), "event 3"), (json.dumps(lying), "does not match its history"),
+                           (json.dumps(broken_event), "flying"), ("\xff", "not an exported")]:
+        result = agent("import", "-", input=text, env={"AGENT_HOME": str(other_home)})
+        assert result.returncode == 2, result.stderr
+        assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not other_home.exists() or not list((other_home / "conversations").iterdir())
+
+
+def test_export_never_holds_a_key(agent, serve, tmp_path):
+    key = "sk-test-0123456789abcdef"
+    conv_id = interrupted_run(agent, serve, LLM_API_KEY=key)
+    agent("send", conv_id, f"my key is {key}, use it")  # a user pasting a key into a message
+
+    exported = agent("export", conv_id, env={"LLM_API_KEY": key})
+
+    assert exported.returncode == 0
+    assert key not in exported.stdout and "[redacted]" in exported.stdout
+    assert "LLM_API_KEY" in exported.stderr
+
+
+def test_import_needs_a_workspace_that_exists(agent, serve, tmp_path):
+    conv_id = interrupted_run(agent, serve)
+    text = agent("export", conv_id).stdout.replace(str(agent.workspace), "/no/such/workspace")
+    other = {"AGENT_HOME": str(tmp_path / "elsewhere")}
+
+    refused = agent("import", "-", input=text, env=other)
+    assert refused.returncode == 2 and "-w DIR" in refused.stderr
+
+    placed = agent("import", "-", "-w", str(tmp_path), input=text, env=other)
+    assert placed.returncode == 0, placed.stderr
+    assert json.loads(agent("show", conv_id, "--json", env=other).stdout)["state"]["workspace"] == str(tmp_path)
