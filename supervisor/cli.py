@@ -99,6 +99,12 @@ def cli() -> None:
     """
 
 
+def _complete_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    from supervisor.completion import complete_ids
+
+    return complete_ids(ctx, param, incomplete)
+
+
 def _conv_dir(conv_id: str) -> Path:
     return conversation.resolve(conv_id)
 
@@ -239,7 +245,7 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, de
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("--keep-partial", is_flag=True,
               help="Send the model its own partial output from an interrupted call, instead of dropping it.")
 @click.option("-m", "--model", help="Carry on with another model (provider/model); recorded in the history.")
@@ -297,7 +303,7 @@ def _has_new_message(conv_dir: Path, events: list[dict[str, Any]]) -> bool:
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("--grace", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Seconds to wait after SIGINT before SIGTERM, then SIGKILL to the whole tree.")
 @_json
@@ -334,7 +340,7 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("--no-wait", is_flag=True, help="Return at once instead of waiting until it has paused.")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Give up waiting after this many seconds (exit 3).")
 def pause(conv_id: str, no_wait: bool, timeout: float | None) -> None:
@@ -363,7 +369,7 @@ def pause(conv_id: str, no_wait: bool, timeout: float | None) -> None:
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.argument("message")
 def send(conv_id: str, message: str) -> None:
     """Give a conversation a user message ('-' reads it from stdin).
@@ -421,7 +427,7 @@ def ps(show_all: bool, quiet: bool, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @_json
 def show(conv_id: str, as_json: bool) -> None:
     """Show a conversation: its state and its whole history, partial output included.
@@ -444,7 +450,7 @@ def show(conv_id: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the run is running.")
 def logs(conv_id: str, follow: bool) -> None:
     """Print what a run has printed (its progress), like `docker logs`.
@@ -474,7 +480,7 @@ def logs(conv_id: str, follow: bool) -> None:
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("--timeout", type=click.FloatRange(min=0), help="Give up after this many seconds (exit 3).")
 @_json
 def wait(conv_id: str, timeout: float | None, as_json: bool) -> None:
@@ -503,7 +509,7 @@ def wait(conv_id: str, timeout: float | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("conv_ids", metavar="ID...", nargs=-1, required=True)
+@click.argument("conv_ids", metavar="ID...", nargs=-1, required=True, shell_complete=_complete_ids)
 @click.option("-f", "--force", is_flag=True, help="Stop a running run first (SIGINT, then SIGKILL within 2 s).")
 def rm(conv_ids: tuple[str, ...], force: bool) -> None:
     """Delete conversations. A running one is refused unless -f.
@@ -591,7 +597,7 @@ cli.add_command(interrupt, name="stop")  # docker's word for it
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("--watch-only", is_flag=True,
               help="Only watch: Ctrl+C stops watching and leaves the run alone.")
 @click.option("--grace", type=click.FloatRange(min=0), default=2.0, show_default=True,
@@ -660,7 +666,7 @@ def events(filter_specs: tuple[str, ...], since: str | None, until: str | None) 
 
 
 @cli.command(name="export")
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write to FILE instead of stdout.")
 def export_(conv_id: str, output: str | None) -> None:
@@ -718,6 +724,23 @@ def import_(file: Any, new_id: bool, workspace: str | None) -> None:
             raise UsageError(f"its workspace {workspace} does not exist here; give one with -w DIR")
     conv_dir = portable.install(doc, workspace=workspace, new_id=new_id, source=source)
     click.echo(conv_dir.name)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL: commands, options, and ids and
+    names of conversations complete.
+
+    \b
+    Examples:
+      eval "$(agent completion bash)"                       # in ~/.bashrc
+      eval "$(agent completion zsh)"                        # in ~/.zshrc
+      agent completion fish > ~/.config/fish/completions/agent.fish
+    """
+    from supervisor.completion import script
+
+    click.echo(script(cli, shell))
 
 
 @cli.group(name="config")
