@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 from agent_proc import conversation
+from tests.conftest import agent_on_path
 
 
 @pytest.mark.parametrize(("shell", "expected"), [
@@ -28,17 +28,14 @@ def test_bash_completes_commands_and_conversation_ids(agent, tmp_path):
         pytest.skip("bash is not installed")
     made = [conversation.create(model="openai/x", workspace=str(agent.workspace), base_url=None, prompt="p",
                                 home=agent.home).name for _ in range(3)]
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "agent").write_text(f"#!/bin/sh\nexec {sys.executable} -m supervisor \"$@\"\n")
-    (bin_dir / "agent").chmod(0o755)
+    path = agent_on_path(tmp_path / "bin")
     script = agent("completion", "bash").stdout
 
     def complete(line: str) -> list[str]:
         words = line.split(" ")
         program = (f"{script}\nCOMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; _agent_completion agent; "
                    'printf "%s\\n" "${COMPREPLY[@]}"')
-        env = {**agent.env, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+        env = {**agent.env, "PATH": path}
         result = subprocess.run([bash, "-c", program], capture_output=True, text=True, env=env, timeout=30)
         assert result.returncode == 0, result.stderr
         return result.stdout.split()
