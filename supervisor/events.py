@@ -6,7 +6,8 @@ comes, and each conversation's changes come in order.
 
 How the files are followed, and why this way at 10,000 conversations: one inotify
 watch per events.jsonl (IN_MODIFY fires on each append) and one on the conversations
-directory (a new or removed conversation). While nothing happens the process sleeps
+directory (a new or removed conversation; a new one's own directory is watched only
+until its events.jsonl appears). While nothing happens the process sleeps
 in poll(2) and uses no CPU at all; an append wakes it at once, and it reads only the
 new bytes of that one file. Watching each conversation's directory instead would also
 wake it for every chunk a run prints to output.log. Polling the files' sizes would
@@ -51,7 +52,6 @@ IN_CLOEXEC = os.O_CLOEXEC
 _EVENT_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (of the name that follows)
 
 POLL_FALLBACK = 1.0  # seconds between size checks of conversations inotify cannot watch
-NEW_DIR_RETRY = 0.01  # a new conversation's events.jsonl is written just after its directory
 MOVED_IN_SLACK_MS = 5000  # a conversation moved in (import) brings old events: they are not news
 
 
@@ -70,6 +70,9 @@ class Inotify:
             number = ctypes.get_errno()
             raise OSError(number, os.strerror(number), str(path))
         return wd
+
+    def remove(self, wd: int) -> None:
+        self._libc.inotify_rm_watch(self.fd, wd)  # fails only if the watch is already gone
 
     def read(self) -> list[tuple[int, int, str]]:
         """The events waiting, as (watch descriptor, mask, name)."""
@@ -112,7 +115,9 @@ class EventStream:
     inotify: Inotify = field(default_factory=Inotify)
     by_wd: dict[int, str] = field(default_factory=dict)  # watch -> conversation id
     followed: dict[str, Followed] = field(default_factory=dict)
-    pending: set[str] = field(default_factory=set)  # new conversations whose events.jsonl is not there yet
+    # New conversations whose events.jsonl is not written yet: a watch on their directory
+    # says when it is (watch -> conversation id).
+    pending: dict[int, str] = field(default_factory=dict)
     polled: set[str] = field(default_factory=set)  # beyond the watch limit
     root_wd: int = -1
 
@@ -142,7 +147,7 @@ class EventStream:
             wd = self.inotify.add(events_path, IN_MODIFY | IN_DELETE_SELF | IN_MOVE_SELF)
         except FileNotFoundError:
             if new:
-                self.pending.add(conv_id)
+                self._await_history(conv_id)
             return False
         except OSError as error:
             if error.errno != errno.ENOSPC:
@@ -152,7 +157,6 @@ class EventStream:
                           "the conversations beyond it are checked once a second")
             self.polled.add(conv_id)
             wd = None
-        self.pending.discard(conv_id)
         if wd is not None:
             self.by_wd[wd] = conv_id
         if new:
@@ -200,21 +204,36 @@ class EventStream:
     def _forget(self, conv_id: str) -> None:
         self.followed.pop(conv_id, None)
         self.polled.discard(conv_id)
-        self.pending.discard(conv_id)
-        for wd in [wd for wd, owner in self.by_wd.items() if owner == conv_id]:
-            del self.by_wd[wd]
+        for watches in (self.by_wd, self.pending):
+            for wd in [wd for wd, owner in watches.items() if owner == conv_id]:
+                del watches[wd]
+
+    def _await_history(self, conv_id: str) -> None:
+        """Watch a new conversation's directory until its events.jsonl appears (it is
+        written just after the directory is made, so look once more after watching)."""
+        try:
+            wd = self.inotify.add(self.root / conv_id, IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
+        except FileNotFoundError:  # already removed
+            return
+        except OSError as error:  # the watch limit: the next start-up will see it
+            self.warn(f"{conv_id}: cannot watch it ({error.strerror}); its changes are not shown")
+            return
+        self.pending[wd] = conv_id
+        if os.path.exists(self.root / conv_id / conversation.EVENTS_FILE):
+            self._history_appeared(wd)
+
+    def _history_appeared(self, wd: int) -> None:
+        conv_id = self.pending.pop(wd)
+        self.inotify.remove(wd)
+        self._start_following_new(conv_id)
 
     def step(self, timeout: float | None) -> None:
         """Wait up to `timeout` seconds (None: for ever) for changes, and show them."""
-        if self.pending:
-            timeout = NEW_DIR_RETRY if timeout is None else min(timeout, NEW_DIR_RETRY)
-        elif self.polled:
+        if self.polled:
             timeout = POLL_FALLBACK if timeout is None else min(timeout, POLL_FALLBACK)
         poller = select.poll()
         poller.register(self.inotify.fd, select.POLLIN)
         ready = poller.poll(None if timeout is None else timeout * 1000)
-        for conv_id in list(self.pending):
-            self._start_following_new(conv_id)
         for conv_id in list(self.polled):
             self._read_new(conv_id)
         if ready:
@@ -232,6 +251,10 @@ class EventStream:
                     self._forget(name)
             elif mask & IN_IGNORED:
                 self.by_wd.pop(wd, None)
+                self.pending.pop(wd, None)
+            elif wd in self.pending:
+                if name == conversation.EVENTS_FILE:
+                    self._history_appeared(wd)
             elif (conv_id := self.by_wd.get(wd)) is not None:
                 self._read_new(conv_id)
 

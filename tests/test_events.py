@@ -64,7 +64,7 @@ def follow(agent):
 
 
 def test_status_changes_of_a_new_run_are_streamed_in_order(agent, serve, follow):
-    server = serve(finish("done"))
+    server = serve(finish("done"), when_exhausted="repeat_last")
     events = follow()
 
     conv_id = agent.start(server)
@@ -74,6 +74,11 @@ def test_status_changes_of_a_new_run_are_streamed_in_order(agent, serve, follow)
                                                                   (conv_id, "running", "finished")]
     assert set(lines[0]) == {"time", "id", "name", "labels", "type", "from", "status", "reason", "kind", "seq"}
     assert lines[0]["type"] == "status" and lines[0]["time"] < lines[1]["time"]
+
+    assert agent("rm", conv_id).returncode == 0  # a removed conversation is let go, and the stream goes on
+    again = agent.start(server)
+    assert [(e["id"], e["status"]) for e in read_lines(events, 2)] == [(again, "running"), (again, "finished")]
+    assert watches(events) == 2  # the root and the one conversation left: nothing leaks
 
 
 def test_existing_runs_are_followed_and_filters_apply(agent, serve, follow):
@@ -128,3 +133,20 @@ def test_bad_filters_are_one_clear_line(agent, args, expected):
     result = agent("events", *args)
     assert result.returncode == 2 and expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_name_and_label_filters_pick_runs(agent, serve, follow):
+    if not all(option in agent("run", "--help").stdout for option in ("--name", "--label")):
+        pytest.skip("needs `run --name/--label` (issue 11, part A)")
+    server = serve(finish("done"), when_exhausted="repeat_last")
+    by_label = follow("--filter", "label=team=infra")
+    by_name = follow("--filter", "name=nightly")
+
+    plain = agent.start(server, "p", "--label", "team=web")
+    labelled = agent.start(server, "p", "--label", "team=infra")
+    named = agent.start(server, "p", "--name", "nightly")
+
+    assert {(e["id"], e["labels"]["team"]) for e in read_lines(by_label, 2)} == {(labelled, "infra")}
+    assert {(e["id"], e["name"]) for e in read_lines(by_name, 2)} == {(named, "nightly")}
+    time.sleep(0.3)
+    assert plain not in getattr(by_label, "pending", b"").decode() + getattr(by_name, "pending", b"").decode()
