@@ -53,7 +53,7 @@ KEYS: dict[str, Key] = {key.name: key for key in (
     Key("timeout", None, "run_timeout"),
     Key("max_cost", None, "max_cost"),
     Key("stream", None, "stream"),
-    Key("grace", None, "grace", ("run", "resume", "attach", "interrupt")),
+    Key("grace", None, "grace", ("run", "resume")),  # not `interrupt`: a broken file must not stop a stop
 )}
 
 _BY_PARAM: dict[tuple[str, str], Key] = {(command, key.param): key for key in KEYS.values() for command in key.commands}
