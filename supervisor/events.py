@@ -29,13 +29,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from agent_proc import conversation
 from supervisor.filters import Filters
-from supervisor.filters import iso as _iso
 
 IN_MODIFY = 0x002
 IN_MOVED_FROM = 0x040
@@ -52,7 +51,6 @@ IN_CLOEXEC = os.O_CLOEXEC
 _EVENT_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (of the name that follows)
 
 POLL_FALLBACK = 1.0  # seconds between size checks of conversations inotify cannot watch
-MOVED_IN_SLACK_MS = 5000  # a conversation moved in (import) brings old events: they are not news
 
 
 class Inotify:
@@ -132,21 +130,24 @@ class EventStream:
         self.root_wd = self.inotify.add(self.root, IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR)
         replay: list[dict[str, Any]] = []
         for conv_id in os.listdir(self.root):
-            if _is_conversation_id(conv_id) and self._follow(conv_id, new=False) \
+            if _is_conversation_id(conv_id) and self._follow(conv_id, origin="found") \
                     and self.followed[conv_id].offset == 0:
                 replay += self._read_new(conv_id, emit=False)
         for event in sorted(replay, key=lambda e: (e["time"], e["id"], e["seq"])):
             self.emit(event)
 
-    def _follow(self, conv_id: str, *, new: bool) -> bool:
+    def _follow(self, conv_id: str, *, origin: str) -> bool:
         """Start following one conversation; False if its events.jsonl is not there yet.
 
-        Run once per conversation at start-up, so it keeps to plain strings and one stat."""
+        `origin` is "found" (there at start-up: only `since` replays its past),
+        "created" (made since: all of it is news) or "moved" (moved in by `agent import`:
+        its history is old, only what is appended from now on is news). Run once per
+        conversation at start-up, so it keeps to plain strings and one stat."""
         events_path = f"{self.root}/{conv_id}/{conversation.EVENTS_FILE}"
         try:
             wd = self.inotify.add(events_path, IN_MODIFY | IN_DELETE_SELF | IN_MOVE_SELF)
         except FileNotFoundError:
-            if new:
+            if origin == "created":
                 self._await_history(conv_id)
             return False
         except OSError as error:
@@ -159,17 +160,15 @@ class EventStream:
             wd = None
         if wd is not None:
             self.by_wd[wd] = conv_id
-        if new:
-            # Made after we started, or moved in by `agent import`: read it all, but
-            # an imported history's old changes are not news.
-            cutoff = self.since or _iso(datetime.now(timezone.utc) - timedelta(milliseconds=MOVED_IN_SLACK_MS))
-            self.followed[conv_id] = Followed(self.root / conv_id, 0, cutoff)
-            return True
-        stat = os.stat(events_path)
-        # An event is stamped before its append, which sets the file's (coarse) mtime:
-        # a file last written before `since` has nothing to replay.
-        replay_it = self.since is not None and stat.st_mtime + 1 >= self._since_epoch
-        self.followed[conv_id] = Followed(self.root / conv_id, 0 if replay_it else stat.st_size, self.since or "")
+        if origin == "created":
+            offset = 0
+        else:
+            stat = os.stat(events_path)
+            # An event is stamped before its append, which sets the file's (coarse)
+            # mtime: a file last written before `since` has nothing to replay.
+            replay_it = origin == "found" and self.since is not None and stat.st_mtime + 1 >= self._since_epoch
+            offset = 0 if replay_it else stat.st_size
+        self.followed[conv_id] = Followed(self.root / conv_id, offset, self.since or "")
         return True
 
     def _read_new(self, conv_id: str, *, emit: bool = True) -> list[dict[str, Any]]:
@@ -246,7 +245,7 @@ class EventStream:
                     self._read_new(conv_id)
             elif wd == self.root_wd:
                 if mask & (IN_CREATE | IN_MOVED_TO) and _is_conversation_id(name):
-                    self._start_following_new(name)
+                    self._start_following_new(name, origin="created" if mask & IN_CREATE else "moved")
                 elif mask & (IN_DELETE | IN_MOVED_FROM):
                     self._forget(name)
             elif mask & IN_IGNORED:
@@ -258,8 +257,8 @@ class EventStream:
             elif (conv_id := self.by_wd.get(wd)) is not None:
                 self._read_new(conv_id)
 
-    def _start_following_new(self, conv_id: str) -> None:
-        if self._follow(conv_id, new=True):
+    def _start_following_new(self, conv_id: str, origin: str = "created") -> None:
+        if self._follow(conv_id, origin=origin):
             self._read_new(conv_id)
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from tests.conftest import finish, terminal
+from tests.conftest import finish, slow_text, terminal, wait_until
 
 
 def write_config(agent, text: str) -> None:
@@ -87,3 +87,16 @@ def test_config_set_get_unset_keep_comments_and_the_file_private(agent):
     assert agent("config", "unset", "max_cost").returncode == 0
     assert "max_cost" not in config.read_text() and "# my defaults" in config.read_text()
     assert agent("config", "get", "max_cost").stdout == "\n"
+
+
+def test_a_broken_config_never_stands_in_the_way_of_stopping_a_run(agent, serve):
+    server = serve(slow_text(seconds=30))
+    conv_id = agent.start(server)
+    wait_until(lambda: "think" in agent.output(conv_id))
+    write_config(agent, "this is not toml\n")
+
+    assert agent("ps", "-q").stdout.strip() == conv_id
+    stopped = agent("interrupt", conv_id)
+
+    assert stopped.returncode == 0, stopped.stderr
+    assert agent.state(conv_id).status.value == "paused"

@@ -150,3 +150,25 @@ def test_name_and_label_filters_pick_runs(agent, serve, follow):
     assert {(e["id"], e["name"]) for e in read_lines(by_name, 2)} == {(named, "nightly")}
     time.sleep(0.3)
     assert plain not in getattr(by_label, "pending", b"").decode() + getattr(by_name, "pending", b"").decode()
+
+
+def test_an_imported_conversation_brings_no_old_news(agent, serve, follow, tmp_path):
+    server = serve(slow_text(seconds=30), finish("done"))
+    conv_id = agent.start(server)
+    wait_until(lambda: "think" in agent.output(conv_id))
+    agent("interrupt", conv_id)
+    exported = agent("export", conv_id).stdout
+    other = {"AGENT_HOME": str(tmp_path / "elsewhere")}
+    events = agent.popen("events", env=other)
+    try:
+        wait_until(lambda: watches(events) >= 1)
+        assert agent("import", "-", input=exported, env=other).returncode == 0
+        agent("send", conv_id, "go on", env=other)
+        assert agent("resume", conv_id, env=other).returncode == 0
+
+        lines = read_lines(events, 2)
+        assert [(e["id"], e["from"], e["status"]) for e in lines] == [(conv_id, "paused", "running"),
+                                                                      (conv_id, "running", "finished")]
+    finally:
+        events.kill()
+        events.communicate()
