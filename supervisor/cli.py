@@ -718,10 +718,6 @@ def import_(file: Any, new_id: bool, workspace: str | None) -> None:
     except UnicodeDecodeError as error:
         raise UsageError(f"{source} is not an exported conversation (not UTF-8 text: {error})") from None
     doc = portable.read(text, source)
-    if workspace is None:
-        workspace = portable.fold(doc["id"], doc["events"], source).workspace
-        if not os.path.isdir(workspace):
-            raise UsageError(f"its workspace {workspace} does not exist here; give one with -w DIR")
     conv_dir = portable.install(doc, workspace=workspace, new_id=new_id, source=source)
     click.echo(conv_dir.name)
 

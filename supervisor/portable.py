@@ -113,9 +113,13 @@ def fold(conv_id: str, events: list[dict[str, Any]], source: str) -> State:
     return state
 
 
-def install(doc: dict[str, Any], *, workspace: str, new_id: bool, source: str) -> Path:
-    """Make the conversation in `doc` (checked by `read`) a conversation of this home;
-    return its directory."""
+def install(doc: dict[str, Any], *, workspace: str | None, new_id: bool, source: str) -> Path:
+    """Make the conversation in `doc` (checked by `read`) a conversation of this home,
+    working in `workspace` (default: its own, which must exist here); return its directory."""
+    if workspace is None:
+        workspace = fold(doc["id"], doc["events"], source).workspace
+        if not os.path.isdir(workspace):
+            raise BadExport(f"its workspace {workspace} does not exist here; give one with -w DIR")
     root = conversation.conversations_root()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     original = doc["id"]
