@@ -18,7 +18,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -34,17 +34,32 @@ class ConfigError(ValueError):
     """A config file or a `agent config` request that cannot be used, in one line."""
 
 
+def _model_name(value: str) -> None:
+    from agent_proc.providers import ModelNameError, parse_model
+
+    try:
+        parse_model(value)
+    except ModelNameError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _url(value: str) -> None:
+    if not value.startswith(("http://", "https://")):
+        raise click.BadParameter("must start with http:// or https://")
+
+
 @dataclass(frozen=True)
 class Key:
     name: str  # in config.toml
     env: str | None  # the environment variable that comes before the file, if there is one
     param: str  # the option it gives a default to (the click parameter's name)
     commands: tuple[str, ...] = ("run",)  # the commands whose option it is
+    check: Callable[[Any], None] | None = None  # what the option's click type does not check
 
 
 KEYS: dict[str, Key] = {key.name: key for key in (
-    Key("model", "LLM_MODEL", "model"),
-    Key("base_url", "LLM_BASE_URL", "base_url"),
+    Key("model", "LLM_MODEL", "model", check=_model_name),
+    Key("base_url", "LLM_BASE_URL", "base_url", check=_url),
     Key("max_iterations", None, "max_iterations"),
     Key("tool_timeout", None, "tool_timeout"),
     Key("llm_timeout", None, "llm_timeout"),
@@ -113,7 +128,10 @@ def convert(key: Key, value: Any, command: click.Command, source: str) -> Any:
     `key` sets."""
     param = _param(key, command)
     try:
-        return param.type.convert(value, param, None)
+        converted = param.type.convert(value, param, None)
+        if key.check:
+            key.check(converted)
+        return converted
     except click.BadParameter as e:
         raise ConfigError(f"{source}: {key.name} = {value!r}: {e.message}") from None
 

@@ -72,8 +72,9 @@ def test_config_set_get_unset_keep_comments_and_the_file_private(agent):
     assert agent("config", "set", "model", "openai/gpt-4o").returncode == 0
     assert agent("config", "set", "timeout", "1800").returncode == 0
     assert agent("config", "set", "stream", "false").returncode == 0
-    bad = agent("config", "set", "on_timeout", "sometimes")
-    assert bad.returncode == 2 and "sometimes" in bad.stderr
+    for key, value in [("on_timeout", "sometimes"), ("model", "gpt-4o"), ("base_url", "ftp://x"), ("grace", "-1")]:
+        bad = agent("config", "set", key, value)
+        assert bad.returncode == 2 and value in bad.stderr, bad.stderr
 
     assert config.read_text() == ('# my defaults\nmax_cost = 1.5  # dollars\nmodel = "openai/gpt-4o"\n'
                                   "timeout = 1800.0\nstream = false\n")

@@ -54,6 +54,8 @@ def test_attach_shows_progress_and_exits_with_the_runs_code(agent, serve):
     assert attached.returncode == 0, attached.stderr
     assert attached.stdout == "attached answer\n"
     assert "think" in attached.stderr  # the model's text, shown as it streamed
+    again = agent("attach", conv_id)  # nothing left to follow: how it ended, at once
+    assert (again.returncode, again.stdout) == (0, "attached answer\n")
 
 
 def test_ctrl_c_in_attach_interrupts_the_run(agent, serve):
