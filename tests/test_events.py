@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import subprocess
+import sys
 import time
 
 import pytest
 
+from agent_proc import conversation
+from agent_proc.status import Status
 from tests.conftest import finish, slow_text, wait_until
 
 
@@ -172,3 +176,31 @@ def test_an_imported_conversation_brings_no_old_news(agent, serve, follow, tmp_p
     finally:
         events.kill()
         events.communicate()
+
+
+def test_past_the_inotify_watch_limit_conversations_are_polled(agent, tmp_path):
+    """The kernel's limit is lowered in a user namespace of the test's own, so nothing
+    outside the test is touched."""
+    unshare = shutil.which("unshare")
+    probe = subprocess.run([unshare or "unshare", "-U", "-r", "true"], capture_output=True) if unshare else None
+    if (probe is None or probe.returncode != 0) and os.environ.get("CI") != "true":
+        pytest.skip("needs unshare(1) and user namespaces, to lower the watch limit for this test alone")
+    dirs = [conversation.create(model="openai/x", workspace=str(agent.workspace), base_url=None, prompt="p",
+                                home=agent.home) for _ in range(6)]
+    limited = (f"echo 3 > /proc/sys/user/max_inotify_watches && "
+               f"exec {sys.executable} -m supervisor events")
+    events = subprocess.Popen([unshare, "-U", "-r", "sh", "-c", limited], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=agent.env)
+    try:
+        wait_until(lambda: watches(events) >= 3)
+        time.sleep(0.3)  # the ones beyond the limit are being set up to be polled
+        for conv_dir in dirs:
+            with conversation.transaction(conv_dir) as txn:
+                txn.set_status(Status.RUNNING, "by the test")
+
+        lines = read_lines(events, len(dirs))
+        assert sorted(e["id"] for e in lines) == sorted(d.name for d in dirs)
+    finally:
+        events.kill()
+        _, err = events.communicate()
+    assert "max_user_watches" in err
