@@ -7,6 +7,7 @@ cause is one line on stderr and an exit code from `outcomes`, never a traceback.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -593,7 +594,9 @@ def demo(workspace: str | None, seconds: float) -> None:
     sys.exit(run_demo(workspace, seconds))
 
 
-cli.add_command(interrupt, name="stop")  # docker's word for it
+stop = copy.copy(interrupt)  # docker's word for it: the same command under a second name
+stop.short_help = "The same as `interrupt`: stop a run now."
+cli.add_command(stop, name="stop")
 
 
 @cli.command()
@@ -725,8 +728,9 @@ def import_(file: Any, new_id: bool, workspace: str | None) -> None:
 @cli.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
-    """Print the shell completion script for SHELL: commands, options, and ids and
-    names of conversations complete.
+    """Print the shell completion script for SHELL.
+
+    Commands, options, and the ids and names of conversations complete.
 
     \b
     Examples:
