@@ -11,7 +11,6 @@ import json
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +89,20 @@ def make_job(agent, tmp_path):
         assert not leftovers, f"processes left behind: {leftovers}"
 
 
+def cancel_like_github(step: subprocess.Popen[str], signals: list[int]) -> None:
+    """Send `signals` as the GitHub runner does on cancel: each one only if the step is
+    still there, SIGTERM 7.5 s after SIGINT and SIGKILL 2.5 s after SIGTERM."""
+    waits = {signal.SIGINT: 7.5, signal.SIGTERM: 2.5, signal.SIGKILL: 0}
+    for sig in signals:
+        if step.poll() is not None:
+            return
+        step.send_signal(sig)
+        try:
+            step.wait(waits[sig])
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run_github_ending_steps(job: Job) -> None:
     steps = github_steps()
     for name in ("Summary", "Export the conversation"):
@@ -119,7 +132,7 @@ def test_github_job_puts_answer_and_cost_in_the_summary_and_keeps_the_conversati
 @pytest.mark.parametrize(("signals", "code"), [
     ([signal.SIGINT], 130),  # the runner's first word
     ([signal.SIGTERM], 143),  # what is left when SIGINT went unheard
-    ([signal.SIGINT, signal.SIGTERM, signal.SIGKILL], 130),  # the whole sequence: SIGINT was enough
+    ([signal.SIGINT, signal.SIGTERM, signal.SIGKILL], 130),  # the runner's sequence: SIGINT was enough
     ([signal.SIGKILL], -signal.SIGKILL),  # killed outright: the run's child pauses itself
 ])
 def test_github_cancel_leaves_a_paused_conversation_a_summary_and_an_artifact(agent, serve, make_job, signals, code):
@@ -128,9 +141,7 @@ def test_github_cancel_leaves_a_paused_conversation_a_summary_and_an_artifact(ag
     step = job.github_step(github_steps()["Run the agent"])
     wait_until(lambda: "think" in job.output())
 
-    for sig in signals:
-        step.send_signal(sig)
-        time.sleep(0.2)
+    cancel_like_github(step, signals)
     step.communicate(timeout=60)
 
     assert step.returncode == code
