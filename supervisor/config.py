@@ -166,8 +166,9 @@ def describe(run: click.Command) -> list[tuple[str, Any, str]]:
         param = _param(key, run) if "run" in key.commands else None
         if key.env and os.environ.get(key.env):
             rows.append((key.name, os.environ[key.env], f"env {key.env}"))
-        elif key.name in doc:
-            rows.append((key.name, doc[key.name], "config"))
+        elif key.name in doc:  # checked, so that a wrong value is reported here rather than at the next run
+            value = convert(key, doc[key.name], run, str(path())) if param is not None else doc[key.name]
+            rows.append((key.name, value, "config"))
         else:
             default = param.default if param is not None else None
             if not isinstance(default, (bool, int, float, str)):  # None, or click's "not given"

@@ -60,9 +60,10 @@ def test_broken_or_unknown_config_is_one_clear_line(agent):
     for text, expected in [("model = \n", "not valid TOML"), ("modle = 'x'\n", "unknown key 'modle'"),
                            ("max_cost = -1\n", "max_cost = -1"), ("on_timeout = 'never'\n", "on_timeout")]:
         write_config(agent, text)
-        result = agent("run", "hi")
-        assert result.returncode == 2, result.stderr
-        assert expected in result.stderr and "Traceback" not in result.stderr
+        for command in (["run", "hi"], ["config", "list"]):
+            result = agent(*command)
+            assert result.returncode == 2, result.stderr
+            assert expected in result.stderr and "Traceback" not in result.stderr
 
 
 def test_config_set_get_unset_keep_comments_and_the_file_private(agent):
