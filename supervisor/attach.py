@@ -99,9 +99,9 @@ def supervise(conv_dir: Path, child: subprocess.Popen[bytes], *, grace: float, s
     return Outcome(state, received[0] if received else None, report)
 
 
-def attach_to(conv_dir: Path, out: BinaryIO, *, grace: float, watch_only: bool) -> State:
+def attach_to(conv_dir: Path, out: BinaryIO, *, grace: float, watch_only: bool) -> Outcome:
     """Follow a run started elsewhere (detached, or in another shell) until its process
-    is gone, showing its output from now on; return its final state.
+    is gone, showing its output from now on; return how it ended.
 
     Unless `watch_only`, Ctrl+C and SIGTERM here stop the run as `agent interrupt` does
     (a second one kills at once). With `watch_only` they only stop the watching, as a
@@ -110,15 +110,15 @@ def attach_to(conv_dir: Path, out: BinaryIO, *, grace: float, watch_only: bool) 
     from supervisor import processes
 
     received: list[int] = []
+    reports: list[control.StopReport] = []
 
     def over() -> bool:
-        if received and not watch_only:
+        if received and not reports:
             name = signal.Signals(received[0]).name
             out.write(f"\n[agent] {name}: stopping run {conv_dir.name} (again to kill at once)\n".encode())
             out.flush()
-            control.stop_run(conv_dir, grace=grace, requested_by=f"agent attach ({name})",
-                             hurry=lambda: len(received) > 1)
-            received.clear()  # the stop is recorded; what remains is waiting for the last words
+            reports.append(control.stop_run(conv_dir, grace=grace, requested_by=f"agent attach ({name})",
+                                            hurry=lambda: len(received) > 1))
         state = control.reconcile(conv_dir)
         # Its last words are printed after its final status is written: wait for the process too.
         return state.status is not Status.RUNNING and processes.identify(state.runtime) is None
@@ -132,4 +132,5 @@ def attach_to(conv_dir: Path, out: BinaryIO, *, grace: float, watch_only: bool) 
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return control.reconcile(conv_dir, wait_for_stop=True)
+    state = control.reconcile(conv_dir, wait_for_stop=True)
+    return Outcome(state, received[0] if received else None, reports[0] if reports else None)

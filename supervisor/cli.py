@@ -155,10 +155,16 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
     if outcome.report and not outcome.report.already_stopped:
         click.echo(f"[agent] stopped in {outcome.report.duration_ms:.0f} ms ({outcome.report.method})", err=True)
     _print_outcome(state, as_json)
-    code = outcomes.exit_code_for(state)
-    if outcome.stopped_by == signal.SIGTERM and state.status is Status.PAUSED:
+    sys.exit(_exit_code(outcome))
+
+
+def _exit_code(outcome: Any) -> int:
+    """The exit code of a command that supervised or followed a run to its end
+    (`attach.Outcome`): the run's, or 143 if our own SIGTERM made us stop it."""
+    code = outcomes.exit_code_for(outcome.state)
+    if outcome.stopped_by == signal.SIGTERM and outcome.state.status is Status.PAUSED:
         code = outcomes.EXIT_TERMINATED
-    sys.exit(code)
+    return code
 
 
 def _print_outcome(state: conversation.State, as_json: bool) -> None:
@@ -610,9 +616,10 @@ def attach(conv_id: str, watch_only: bool, grace: float, as_json: bool) -> None:
     """Follow a running run as if it had been started here in the foreground.
 
     Its progress goes to stderr as it happens, its answer to stdout at the end, and
-    the exit code is the run's (0 finished, 1 error, 130 paused...). Ctrl+C stops
-    the run like `agent interrupt`; a second Ctrl+C kills it. With --watch-only,
-    Ctrl+C only stops the watching (exit 130) and the run goes on.
+    the exit code is the run's (0 finished, 1 error, 130 paused...). Ctrl+C (or
+    SIGTERM, then exit 143) stops the run like `agent interrupt`; a second Ctrl+C
+    kills it. With --watch-only, Ctrl+C only stops the watching (exit 130) and the
+    run goes on.
 
     \b
     Examples:
@@ -623,11 +630,11 @@ def attach(conv_id: str, watch_only: bool, grace: float, as_json: bool) -> None:
 
     conv_dir = _conv_dir(conv_id)
     try:
-        state = attaching.attach_to(conv_dir, sys.stderr.buffer, grace=grace, watch_only=watch_only)
+        outcome = attaching.attach_to(conv_dir, sys.stderr.buffer, grace=grace, watch_only=watch_only)
     except KeyboardInterrupt:
         sys.exit(outcomes.EXIT_PAUSED)  # --watch-only: Ctrl+C stops watching, not the run
-    _print_outcome(state, as_json)
-    sys.exit(outcomes.exit_code_for(state))
+    _print_outcome(outcome.state, as_json)
+    sys.exit(_exit_code(outcome))
 
 
 @cli.command()

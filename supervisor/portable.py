@@ -77,6 +77,9 @@ def read(text: str, source: str) -> dict[str, Any]:
     if doc.get("format_version") != FORMAT_VERSION:
         raise BadExport(f"{source} has format_version {doc.get('format_version')!r}; "
                            f"this agent reads {FORMAT_VERSION}")
+    if not isinstance(doc.get("schema_version"), int) or doc["schema_version"] > conversation.SCHEMA_VERSION:
+        raise BadExport(f"{source} holds a conversation of schema_version {doc.get('schema_version')!r}; "
+                        f"this agent reads up to {conversation.SCHEMA_VERSION}")
     conv_id, events = doc.get("id"), doc.get("events")
     if not isinstance(conv_id, str) or len(conv_id) != conversation.ID_LENGTH \
             or any(c not in "0123456789abcdef" for c in conv_id):

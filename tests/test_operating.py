@@ -9,6 +9,8 @@ import signal
 import stat
 import time
 
+import pytest
+
 from tests.conftest import finish, slow_text, wait_until
 
 
@@ -58,21 +60,22 @@ def test_attach_shows_progress_and_exits_with_the_runs_code(agent, serve):
     assert (again.returncode, again.stdout) == (0, "attached answer\n")
 
 
-def test_ctrl_c_in_attach_interrupts_the_run(agent, serve):
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_in_attach_interrupts_the_run(agent, serve, sig, code):
     server = serve(slow_text(seconds=30))
     conv_id = agent.start(server)
     attached = agent.popen("attach", conv_id)
     wait_until(lambda: "think" in agent.output(conv_id))
     wait_until(lambda: len(agent.output(conv_id)) > 200)  # attach has had time to start following
 
-    attached.send_signal(signal.SIGINT)
+    attached.send_signal(sig)
     out, err = attached.communicate(timeout=30)
 
-    assert attached.returncode == 130, err
+    assert attached.returncode == code, err
     assert "think" in err
     state = agent.state(conv_id)
     assert state.status.value == "paused"
-    assert state.runtime.stop["requested_by"] == "agent attach (SIGINT)"
+    assert state.runtime.stop["requested_by"] == f"agent attach ({sig.name})"
 
 
 def test_watch_only_attach_leaves_the_run_alone(agent, serve):
@@ -157,10 +160,12 @@ def test_damaged_exports_are_refused_and_nothing_is_created(agent, serve, tmp_pa
     gap = {**doc, "events": doc["events"][:2] + doc["events"][3:]}
     lying = {**doc, "state": {**doc["state"], "status": "finished"}}
     broken_event = {**doc, "events": [{**e, "to": "flying"} if e["type"] == "status" else e for e in doc["events"]]}
+    newer = {**doc, "schema_version": 99}
     other_home = tmp_path / "elsewhere"
     for text, expected in [(good[: len(good) // 2], "not JSON"), ("{}", "not an exported conversation"),
                            (json.dumps(gap), "event 3"), (json.dumps(lying), "does not match its history"),
-                           (json.dumps(broken_event), "flying"), ("\xff", "not an exported")]:
+                           (json.dumps(broken_event), "flying"), (json.dumps(newer), "schema_version 99"),
+                           ("\xff", "not an exported")]:
         result = agent("import", "-", input=text, env={"AGENT_HOME": str(other_home)})
         assert result.returncode == 2, result.stderr
         assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
