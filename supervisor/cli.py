@@ -44,7 +44,12 @@ class AgentContext(click.Context):
             return found
         from supervisor import config
 
-        return config.default_for(self.command, name)
+        try:
+            return config.default_for(self.command, name)
+        except config.ConfigError:
+            if call:
+                raise
+            return None  # click only wants a default to show in --help: the broken file is reported when used
 
 
 class AgentCommand(click.Command):

@@ -64,6 +64,7 @@ def test_broken_or_unknown_config_is_one_clear_line(agent):
             result = agent(*command)
             assert result.returncode == 2, result.stderr
             assert expected in result.stderr and "Traceback" not in result.stderr
+        assert agent("run", "--help").returncode == 0  # help is there to fix it with
 
 
 def test_config_set_get_unset_keep_comments_and_the_file_private(agent):
