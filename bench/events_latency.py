@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from agent_proc import conversation  # noqa: E402
 from agent_proc.status import Status  # noqa: E402
+from supervisor.events import watch_count  # noqa: E402
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -57,18 +58,6 @@ def make_conversations(home: Path, count: int) -> list[Path]:
         (conv_dir / conversation.EVENTS_FILE).write_bytes(events)
         dirs.append(conv_dir)
     return dirs
-
-
-def watch_count(pid: int) -> int:
-    count = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify":
-                with open(f"/proc/{pid}/fdinfo/{fd}") as info:
-                    count += sum(line.startswith("inotify wd:") for line in info)
-        except OSError:
-            continue
-    return count
 
 
 def change_status(conv_dir: Path) -> None:

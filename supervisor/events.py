@@ -279,6 +279,20 @@ def run(root: Path, filters: Filters, emit: Callable[[dict[str, Any]], None], *,
         stream.close()
 
 
+def watch_count(pid: int) -> int:
+    """How many inotify watches process `pid` holds (from /proc/PID/fdinfo): one more
+    than the conversations an `agent events` process follows, once it is under way."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify":
+                with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                    count += sum(line.startswith("inotify wd:") for line in info)
+        except OSError:  # closed meanwhile
+            continue
+    return count
+
+
 def _line(conv_id: str, identity: tuple[str | None, dict[str, str]], change: dict[str, Any]) -> dict[str, Any]:
     name, labels = identity
     return {"time": change["ts"], "id": conv_id, "name": name, "labels": labels, "type": "status",

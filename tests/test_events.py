@@ -14,20 +14,12 @@ import pytest
 
 from agent_proc import conversation
 from agent_proc.status import Status
+from supervisor.events import watch_count
 from tests.conftest import finish, slow_text, wait_until
 
 
 def watches(process: subprocess.Popen[str]) -> int:
-    """How many inotify watches `process` holds (from /proc/PID/fdinfo)."""
-    count = 0
-    for fd in os.listdir(f"/proc/{process.pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{process.pid}/fd/{fd}") == "anon_inode:inotify":
-                with open(f"/proc/{process.pid}/fdinfo/{fd}") as info:
-                    count += sum(line.startswith("inotify wd:") for line in info)
-        except OSError:
-            continue
-    return count
+    return watch_count(process.pid)
 
 
 def read_lines(process: subprocess.Popen[str], count: int, timeout: float = 20.0) -> list[dict]:
