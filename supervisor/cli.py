@@ -644,20 +644,21 @@ def attach(conv_id: str, watch_only: bool, grace: float, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--filter", "filter_specs", multiple=True, metavar="KEY=VALUE",
-              help="Only changes that match: status=, name=, label=KEY or label=KEY=VALUE. Repeatable.")
+              help="Only changes that match: status= (status=paused,error for either), name= (exact or a "
+                   "pattern like nightly-*), label=KEY or label=KEY=VALUE. Repeatable: all must hold.")
 @click.option("--since", help="Replay the changes since then first: a duration ago (10m, 2h, 7d) or a date.")
 @click.option("--until", help="Stop at this time (`now`: only replay what --since asks for).")
 def events(filter_specs: tuple[str, ...], since: str | None, until: str | None) -> None:
     """Print status changes of all conversations as they happen, one JSON object a line.
 
     Like `docker events`: for scripts and dashboards. Each line has time, id, name,
-    labels, type ("status"), from, status, reason, kind and seq. A filter on one key
-    given twice matches either value; different keys must all match.
+    labels, type ("status"), from, status, reason, kind and seq. A status filter
+    applies to the new status.
 
     \b
     Examples:
       agent events
-      agent events --filter status=error --filter status=finished
+      agent events --filter status=error,finished --filter label=job=nightly
       agent events --since 1h --until now | jq -r '[.time, .id, .status] | @tsv'
     """
     from supervisor import events as following
@@ -665,8 +666,8 @@ def events(filter_specs: tuple[str, ...], since: str | None, until: str | None) 
 
     try:
         chosen = filters.parse(filter_specs)
-        since_iso = filters.iso(filters.parse_time(since)) if since else None
-        until_at = filters.parse_time(until).timestamp() if until else None
+        since_iso = filters.parse_time(since) if since else None
+        until_at = filters.epoch(filters.parse_time(until)) if until else None
     except filters.FilterError as error:
         raise UsageError(str(error)) from None
 

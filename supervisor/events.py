@@ -31,12 +31,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from agent_proc import conversation
-from supervisor.filters import Filters
+from supervisor.filters import Filters, epoch
 
 IN_MODIFY = 0x002
 IN_MOVED_FROM = 0x040
@@ -122,8 +121,7 @@ class EventStream:
     root_wd: int = -1
 
     def __post_init__(self) -> None:
-        self._since_epoch = datetime.fromisoformat(self.since.replace("Z", "+00:00")).timestamp() \
-            if self.since else 0.0
+        self._since_epoch = epoch(self.since) if self.since else 0.0
 
     def start(self) -> None:
         """Watch everything; replay what `since` asks for. Changes made from now on are
@@ -196,7 +194,7 @@ class EventStream:
         shown = []
         for change in changes:
             line = _line(conv_id, identity, change)
-            if self.filters.match(line["status"], line["name"], line["labels"]):
+            if self.filters(line):
                 shown.append(line)
                 if emit:
                     self.emit(line)
