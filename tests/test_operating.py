@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import finish, slow_text, wait_until
+from tests.conftest import Agent, clean_env, finish, slow_text, wait_until
 
 
 def test_resume_moves_a_conversation_to_another_model_and_endpoint(agent, serve):
@@ -94,6 +94,18 @@ def test_watch_only_attach_leaves_the_run_alone(agent, serve):
     assert agent.state(conv_id).status.value == "paused"
 
 
+@pytest.fixture
+def elsewhere(tmp_path):
+    """The `agent` command of a second home, as on another machine."""
+    home = tmp_path / "elsewhere"
+    other = Agent(home, tmp_path / "ws", clean_env(home))
+    yield other
+    leftovers = other.our_processes()
+    for process in leftovers:
+        process.kill()
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
 def interrupted_run(agent, serve, **env) -> str:
     server = serve(slow_text(seconds=30))
     conv_id = agent.start(server, env=env)
@@ -102,26 +114,25 @@ def interrupted_run(agent, serve, **env) -> str:
     return conv_id
 
 
-def test_export_and_import_carry_a_conversation_to_another_home_to_resume(agent, serve, tmp_path):
+def test_export_and_import_carry_a_conversation_to_another_home_to_resume(agent, elsewhere, serve, tmp_path):
     conv_id = interrupted_run(agent, serve)
     exported = tmp_path / "conversation.json"
     assert agent("export", conv_id, "-o", str(exported)).returncode == 0
-    other = {"AGENT_HOME": str(tmp_path / "elsewhere")}
 
-    imported = agent("import", str(exported), env=other)
+    imported = elsewhere("import", str(exported))
 
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout == f"{conv_id}\n"
-    shown = json.loads(agent("show", conv_id, "--json", env=other).stdout)
-    assert shown["state"]["status"] == "paused" and shown["state"]["runtime"]["pid"] is None
+    state = elsewhere.state(conv_id)
+    assert state.status.value == "paused" and state.runtime.pid is None
     before = agent.events(conv_id)
-    assert shown["events"][:len(before)] == before and shown["events"][-1]["type"] == "imported"
-    assert "think" in agent("logs", conv_id, env=other).stdout
+    assert elsewhere.events(conv_id)[:len(before)] == before and elsewhere.events(conv_id)[-1]["type"] == "imported"
+    assert "think" in elsewhere("logs", conv_id).stdout
     server = serve(finish("resumed on the other machine"))
-    resumed = agent("resume", conv_id, "--base-url", server.url, env=other)
+    resumed = elsewhere("resume", conv_id, "--base-url", server.url)
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout == "resumed on the other machine\n"
-    assert stat.S_IMODE(os.stat(tmp_path / "elsewhere" / "conversations" / conv_id).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(elsewhere.dir(conv_id)).st_mode) == 0o700
 
 
 def test_import_refuses_a_taken_id_unless_new_id(agent, serve, tmp_path):
@@ -139,18 +150,17 @@ def test_import_refuses_a_taken_id_unless_new_id(agent, serve, tmp_path):
     assert agent.events(new_id, "imported")[0]["original_id"] == conv_id
 
 
-def test_a_running_conversation_exports_as_a_snapshot_that_imports_paused(agent, serve, tmp_path):
+def test_a_running_conversation_exports_as_a_snapshot_that_imports_paused(agent, elsewhere, serve):
     server = serve(slow_text(seconds=30))
     conv_id = agent.start(server)
     wait_until(lambda: "think" in agent.output(conv_id))
     snapshot = agent("export", conv_id)
     agent("interrupt", conv_id)
-    other = {"AGENT_HOME": str(tmp_path / "elsewhere")}
 
-    assert agent("import", "-", input=snapshot.stdout, env=other).returncode == 0
+    assert elsewhere("import", "-", input=snapshot.stdout).returncode == 0
 
-    state = json.loads(agent("show", conv_id, "--json", env=other).stdout)["state"]
-    assert (state["status"], state["status_kind"]) == ("paused", "imported")
+    state = elsewhere.state(conv_id)
+    assert (state.status.value, state.status_kind) == ("paused", "imported")
 
 
 def test_damaged_exports_are_refused_and_nothing_is_created(agent, serve, tmp_path):
@@ -184,14 +194,13 @@ def test_export_never_holds_a_key(agent, serve, tmp_path):
     assert "LLM_API_KEY" in exported.stderr
 
 
-def test_import_needs_a_workspace_that_exists(agent, serve, tmp_path):
+def test_import_needs_a_workspace_that_exists(agent, elsewhere, serve, tmp_path):
     conv_id = interrupted_run(agent, serve)
     text = agent("export", conv_id).stdout.replace(str(agent.workspace), "/no/such/workspace")
-    other = {"AGENT_HOME": str(tmp_path / "elsewhere")}
 
-    refused = agent("import", "-", input=text, env=other)
+    refused = elsewhere("import", "-", input=text)
     assert refused.returncode == 2 and "-w DIR" in refused.stderr
 
-    placed = agent("import", "-", "-w", str(tmp_path), input=text, env=other)
+    placed = elsewhere("import", "-", "-w", str(tmp_path), input=text)
     assert placed.returncode == 0, placed.stderr
-    assert json.loads(agent("show", conv_id, "--json", env=other).stdout)["state"]["workspace"] == str(tmp_path)
+    assert elsewhere.state(conv_id).workspace == str(tmp_path)
