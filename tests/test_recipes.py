@@ -67,6 +67,13 @@ class Job:
         except (ValueError, FileNotFoundError):  # no conversation yet, or no output yet
             return ""
 
+    def status(self) -> str | None:
+        """The status of the job's one run; None while there is none, or it is being made."""
+        try:
+            return conversation.load_state(self.only_conversation()).status.value
+        except (ValueError, conversation.ConversationError):
+            return None
+
     def only_conversation(self) -> Path:
         [conv_dir] = conversation.list_dirs(self.home)
         return conv_dir
@@ -199,8 +206,7 @@ def test_cron_entries_do_not_overlap_and_prune(agent, serve, make_job, tmp_path)
     nightly, prune = cron_commands()
 
     first = subprocess.Popen(["/bin/sh", "-c", nightly], env=job.env)
-    wait_until(lambda: conversation.list_dirs(job.home)
-               and conversation.load_state(job.only_conversation()).status.value == "running")
+    wait_until(lambda: job.status() == "running")
     second = job.run(nightly, shell=("/bin/sh", "-c"))
 
     assert second.returncode != 0
