@@ -57,6 +57,8 @@ def follow(agent):
     for process in started:
         process.kill()
         process.communicate()
+    # A run's last status is written just before its process exits: let it finish exiting.
+    wait_until(lambda: not agent.our_processes())
 
 
 def test_status_changes_of_a_new_run_are_streamed_in_order(agent, serve, follow):
