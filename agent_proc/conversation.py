@@ -157,6 +157,19 @@ def read_file(path: Path, offset: int = 0) -> bytes:
         return f.read()
 
 
+def read_private_file(path: Path) -> bytes:
+    """A file of `$AGENT_HOME` that sets how agent behaves (prices.json, config.toml):
+    read only if its directory and itself are ours and no one else can write them,
+    never through a symbolic link. `UnsafePath` says what to fix."""
+    check_private_dir(path.parent, follow=True)
+    with os.fdopen(open_fd(path, os.O_RDONLY), "rb") as f:
+        info = os.fstat(f.fileno())
+        if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise UnsafePath(f"{path} belongs to uid {info.st_uid} with mode {stat.S_IMODE(info.st_mode):o}: it must "
+                             f"be yours and not writable by group or others (chown it, `chmod go-w {path}`)")
+        return f.read()
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

@@ -193,34 +193,16 @@ def _read_file(path: Path, where: str) -> Any:
 def _read_private_file(path: Path, where: str) -> Any:
     """Like `_read_file`, for a file in $AGENT_HOME: never through a symbolic link, and
     only if no other user could have written it (it sets what --max-cost trusts)."""
-    import errno
-    import os
-    import stat
-
-    from agent_proc.conversation import ConversationError, check_private_dir
+    from agent_proc.conversation import ConversationError, read_private_file
 
     try:
-        check_private_dir(path.parent, follow=True)
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        data = read_private_file(path)
     except FileNotFoundError:
         return None
     except ConversationError as e:
         raise PricingError(f"{where}: {e}") from None
     except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise PricingError(f"{where} is a symbolic link, which agent never follows; remove it") from None
         raise PricingError(f"{where}: cannot be read ({e.strerror or e})") from e
-    try:
-        info = os.fstat(fd)
-        if info.st_uid != os.geteuid() or info.st_mode & 0o022:
-            raise PricingError(f"{where} belongs to uid {info.st_uid} with mode {stat.S_IMODE(info.st_mode):o}: "
-                               f"it must be yours and not writable by group or others (chown, chmod go-w)")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise PricingError(f"{where}: cannot be read ({e.strerror or e})") from e
-    finally:
-        os.close(fd)
     try:
         return json.loads(data)
     except ValueError as e:

@@ -517,6 +517,21 @@ def test_29_prices_file_follows_the_same_rules(agent, tmp_path):
     assert foreign.returncode == 2 and "uid 65534" in foreign.stderr, foreign.stderr
 
 
+def test_29_config_file_follows_the_same_rules(agent, tmp_path):
+    agent.home.mkdir(mode=0o700)
+    elsewhere = tmp_path / "config-elsewhere.toml"
+    elsewhere.write_text('model = "openai/gpt-4o"\n')
+    config = agent.home / "config.toml"
+    config.symlink_to(elsewhere)
+    linked = agent("config", "list")
+    config.unlink()
+    config.write_text('model = "openai/gpt-4o"\n')
+    config.chmod(0o666)
+    writable = agent("config", "list")
+    assert linked.returncode != 0 and "symbolic link" in linked.stderr, linked.stderr
+    assert writable.returncode != 0 and "chmod go-w" in writable.stderr, writable.stderr
+
+
 # --------------------------------------------------------------------------- 30: the edges a new user hits
 
 
