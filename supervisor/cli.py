@@ -915,12 +915,11 @@ def config_unset(key: str) -> None:
 
 def main() -> None:
     """Console entry point: `agent`. Every error is one line on stderr."""
-    if len(sys.argv) <= 1:  # `agent` alone asks for the help: it is not an error
-        with click.Context(cli, info_name="agent") as ctx:
-            terminal.echo(cli.get_help(ctx))
-        sys.exit(outcomes.EXIT_FINISHED)
     try:
         cli.main(prog_name="agent", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as error:  # `agent` alone asks for the help: not an error
+        terminal.echo(error.format_message())
+        sys.exit(outcomes.EXIT_FINISHED)
     except click.UsageError as error:
         hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
         terminal.echo(f"Error: {error.format_message()}{hint}", err=True)
