@@ -493,42 +493,61 @@ def rm(conv_ids: tuple[str, ...], force: bool) -> None:
 
 
 @cli.command()
+@click.argument("pattern", required=False)
+@click.option("--update-prices", is_flag=True,
+              help="Fetch LiteLLM's current price table into $AGENT_HOME first (from $AGENT_PRICES_URL if set).")
 @_json
-def models(as_json: bool) -> None:
-    """List the providers a model name may start with, and what each needs.
+def models(pattern: str | None, update_prices: bool, as_json: bool) -> None:
+    """List the providers a model name may start with, and the models with a price.
 
-    Any provider that speaks the OpenAI format also works with --base-url. Prices
-    come from a table shipped with agent (see `taken_on`), extended or overridden by
-    $AGENT_HOME/prices.json or LLM_INPUT_COST_PER_TOKEN / LLM_OUTPUT_COST_PER_TOKEN.
+    Each model shows its price in USD per million tokens (input, output, cache
+    reads), its context window, and whether it reasons (with the --reasoning-effort
+    levels it takes, where known). PATTERN keeps the models whose name contains it.
+    Prices come from LiteLLM's community table: the copy shipped with agent, or the
+    newer one --update-prices fetched; $AGENT_HOME/prices.json and
+    LLM_INPUT_COST_PER_TOKEN / LLM_OUTPUT_COST_PER_TOKEN override both.
 
     \b
     Examples:
       agent models
+      agent models gpt-5
+      agent models --update-prices
       agent models --json | jq '.providers[].name'
     """
     from agent_proc import pricing
     from agent_proc.providers import PROVIDERS, find_api_key
+    from supervisor import render
 
-    table = pricing.load_table()
+    if update_prices:
+        from agent_proc import price_source
+
+        try:
+            path, count = price_source.update(pricing.save_updated)
+        except price_source.SourceError as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"fetched {count} models into {path}", err=True)
+    known = pricing.load_models()
+    listed = {name: m for name, m in sorted(known.items()) if not pattern or pattern.lower() in name.lower()}
     providers = [
         {"name": p.name, "wire": p.wire, "default_base_url": p.default_base_url, "key_env": ["LLM_API_KEY", *p.key_env],
          "needs_key": p.needs_key, "key_set": find_api_key(p) is not None,
-         "priced_models": sorted(m for m in table if m.startswith(p.name + "/"))}
+         "priced_models": sorted(m for m in known if m.startswith(p.name + "/"))}
         for p in PROVIDERS.values()
     ]
-    if as_json:
-        _print_json({"providers": providers, "prices": pricing.table_info()})
-        return
-    from supervisor import render
-
-    rows = [["PROVIDER", "FORMAT", "DEFAULT BASE URL", "KEY", "PRICED MODELS"]]
-    for p in providers:
-        key = ("set" if p["key_set"] else f"needs {p['key_env'][1]}") if p["needs_key"] else "optional"
-        rows.append([p["name"], p["wire"], p["default_base_url"] or "(--base-url required)", key,
-                     str(len(p["priced_models"]))])
-    click.echo(render.table(rows))
     info = pricing.table_info()
-    click.echo(f"\nprices: {len(table)} models, taken on {info['taken_on']}; `agent models --json` lists them")
+    if as_json:
+        _print_json({"providers": providers, "models": render.models_json(listed), "prices": info})
+        return
+    if not pattern:
+        rows = [["PROVIDER", "FORMAT", "DEFAULT BASE URL", "KEY", "PRICED MODELS"]]
+        for p in providers:
+            key = ("set" if p["key_set"] else f"needs {p['key_env'][1]}") if p["needs_key"] else "optional"
+            rows.append([p["name"], p["wire"], p["default_base_url"] or "(--base-url required)", key,
+                         str(len(p["priced_models"]))])
+        click.echo(render.table(rows) + "\n")
+    if listed:
+        click.echo(render.models_table(listed))
+    click.echo(f"\nprices: {len(listed)} of {len(known)} models; table taken on {info['taken_on']} ({info['file']})")
 
 
 @cli.command()
