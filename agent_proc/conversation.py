@@ -147,6 +147,9 @@ class Settings:
     on_timeout: str = "retry"  # what a timed-out call does next: one of ON_TIMEOUT_CHOICES
     run_timeout: float | None = None  # wall-clock limit on one start of the run, enforced from outside
     max_cost: float | None = None  # USD; the run stops before a call that would exceed it
+    reasoning_effort: str | None = None  # one of providers.EFFORT_LEVELS; None: the model's default
+    thinking_budget: int | None = None  # Anthropic: thinking tokens; None: the default for the effort level
+    api: str | None = None  # OpenAI format: "chat" or "responses"; None: the model's default (reasoning.default_api)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Calling a model over HTTP with `requests`: one call, streamed, retried when it is safe.
 
-The wire format of each API lives in its own module (`wire_openai`, `wire_anthropic`,
-chosen by the provider); this one holds what they share: the result types, the SSE
+The wire format of each API lives in its own module (`wire_openai`, `wire_openai_responses`,
+`wire_anthropic`, chosen by the provider and `--api`); this one holds what they share: the result types, the SSE
 reader, error mapping and the retry loop.
 
 A call in progress fills a `Partial` as bytes arrive. If SIGINT lands mid-call, the
@@ -24,6 +24,7 @@ import requests
 import urllib3
 
 from agent_proc.providers import ModelRef
+from agent_proc.reasoning import RequestReasoning
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 300.0  # no byte for this long ends the call
@@ -43,7 +44,10 @@ class Partial:
     """Everything a call has produced so far; whole once the call returns."""
 
     content: str = ""
-    reasoning: str = ""
+    reasoning: str = ""  # the reasoning as streamed (summary or thinking text), complete or not
+    # The provider's reasoning items (signed thinking blocks, encrypted reasoning), each only once it is
+    # whole: they go back to the model on later turns exactly as they came.
+    reasoning_items: list[dict[str, Any]] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
@@ -90,6 +94,8 @@ class CallConfig:
     stream: bool = True
     idle_timeout: float | None = None  # seconds without a byte before the call is given up
     retry_timeouts: bool = True  # whether a timed-out attempt is tried again
+    api: str | None = None  # OpenAI format: "chat" or "responses"; None for a provider with its own format
+    reasoning: RequestReasoning = field(default_factory=RequestReasoning)
 
 
 # Called with ("text" | "reasoning", fragment) as a stream delivers it.
@@ -166,13 +172,17 @@ def sse_data(lines: Iterator[bytes]) -> Iterator[str]:
         yield "\n".join(buffer)
 
 
-def wire_for(ref: ModelRef) -> ModuleType:
-    """The module that speaks the provider's wire format: `agent_proc.wire_<name>`.
+def wire_for(config: CallConfig) -> ModuleType:
+    """The module that speaks the run's wire format: `agent_proc.wire_<name>`, from the provider's
+    format and, for the OpenAI format, `--api` (`wire_openai_responses` for the Responses API).
 
     Each such module has `build_request`, `read_response` and `read_stream_event`
     (which returns True when the event ends the stream).
     """
-    return importlib.import_module(f"agent_proc.wire_{ref.provider.wire}")
+    name = config.ref.provider.wire
+    if name == "openai" and config.api == "responses":
+        name = "openai_responses"
+    return importlib.import_module(f"agent_proc.wire_{name}")
 
 
 def call_once(
@@ -180,9 +190,9 @@ def call_once(
     partial: Partial, on_delta: OnDelta,
 ) -> Partial:
     """One HTTP request to the model. Fills and returns `partial`; raises `LLMError`."""
-    wire = wire_for(config.ref)
+    wire = wire_for(config)
     url, headers, body = wire.build_request(config.ref.model, config.base_url, config.api_key,
-                                            messages, tools, config.stream)
+                                            messages, tools, config.stream, reasoning=config.reasoning)
     try:
         with session.post(url, headers=headers, json=body, stream=config.stream,
                           timeout=(CONNECT_TIMEOUT, config.idle_timeout or READ_TIMEOUT)) as response:

@@ -170,6 +170,26 @@ def _limits(command: Any) -> Any:
     return command
 
 
+def _reasoning(command: Any) -> Any:
+    """Options that set how the model reasons, shared by `run` and `resume`."""
+    from agent_proc.providers import APIS, EFFORT_LEVELS
+
+    options = [
+        click.option("--reasoning-effort", type=click.Choice(EFFORT_LEVELS), envvar="LLM_REASONING_EFFORT",
+                     help="How hard a reasoning model thinks before it answers ($LLM_REASONING_EFFORT).  "
+                          "[default: the model's]"),
+        click.option("--thinking-budget", type=click.IntRange(min=1024), envvar="LLM_THINKING_BUDGET",
+                     help="Anthropic: thinking tokens per reply ($LLM_THINKING_BUDGET).  [default: by effort, "
+                          "minimal 1024, low 4096, medium 10000, high 32000]"),
+        click.option("--api", type=click.Choice(APIS), envvar="LLM_API",
+                     help="OpenAI format: chat completions or the Responses API ($LLM_API).  [default: responses "
+                          "for OpenAI's reasoning models, chat otherwise]"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def _given(**limits: Any) -> dict[str, Any]:
     return {k: v for k, v in limits.items() if v is not None}
 
@@ -181,6 +201,7 @@ def _given(**limits: Any) -> dict[str, Any]:
 @click.option("-w", "--workspace", type=click.Path(exists=True, file_okay=False, resolve_path=True), default=".",
               help="Directory the tools work in  [default: current directory]")
 @_limits
+@_reasoning
 @_detach
 @_grace
 @_quiet
@@ -204,7 +225,7 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, de
     text = _read_text(prompt, "prompt")
     chosen = settings.resolve_model(model, base_url)
     settings.check_key(chosen)
-    run_settings = Settings(**_given(**limits))
+    run_settings = settings.check_reasoning(chosen, Settings(**_given(**limits)))
     settings.check_budget(chosen, run_settings)
     conv_dir = conversation.create(model=chosen.ref.full_name, workspace=workspace, base_url=chosen.base_url,
                                    prompt=text, settings=run_settings)
@@ -216,6 +237,7 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, de
 @click.option("--keep-partial", is_flag=True,
               help="Send the model its own partial output from an interrupted call, instead of dropping it.")
 @_limits
+@_reasoning
 @_detach
 @_grace
 @_quiet
@@ -250,6 +272,7 @@ def resume(conv_id: str, keep_partial: bool, detach: bool, grace: float, quiet: 
     settings.check_key(chosen)
     if changed := _given(**limits):
         new_settings = Settings(**{**dataclasses.asdict(state.settings), **changed})
+        settings.check_reasoning(chosen, new_settings)
         settings.check_budget(chosen, new_settings)
         with conversation.transaction(conv_dir) as txn:
             txn.record("settings_changed", settings=changed)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from supervisor.scripted_server import check_anthropic_messages
+from supervisor.scripted_server import check_anthropic_messages, check_anthropic_thinking, signing
 from supervisor.scripted_server.turn import Chunk, Turn, Wire, error_type, pieces, sse_event
 
 
@@ -27,7 +27,7 @@ def usage_body(usage: dict[str, int], output_tokens: int | None = None) -> dict[
 def blocks(turn: Turn) -> list[dict[str, Any]]:
     rendered: list[dict[str, Any]] = []
     if turn.reasoning:
-        rendered.append({"type": "thinking", "thinking": turn.reasoning, "signature": ""})
+        rendered.append({"type": "thinking", "thinking": turn.reasoning, "signature": signing.sign(turn.reasoning)})
     if turn.content:
         rendered.append({"type": "text", "text": turn.content})
     for call in turn.tool_calls:
@@ -51,8 +51,10 @@ def message(turn: Turn) -> dict[str, Any]:
 def block_stream(block: dict[str, Any], size: int) -> tuple[dict[str, Any], list[dict]]:
     """Split a finished content block into its empty opening form and its deltas."""
     if block["type"] == "thinking":
+        # The signature comes last, once the thinking is whole: a block cut off before it has none.
         deltas = [{"type": "thinking_delta", "thinking": p} for p in pieces(block["thinking"], size)]
-        return {**block, "thinking": ""}, deltas
+        return {**block, "thinking": "", "signature": ""}, [*deltas, {"type": "signature_delta",
+                                                                        "signature": block["signature"]}]
     if block["type"] == "text":
         return {**block, "text": ""}, [{"type": "text_delta", "text": p} for p in pieces(block["text"], size)]
     arguments = json.dumps(block["input"])
@@ -105,5 +107,5 @@ WIRE = Wire(
     malformed_body=b'{"id": "malformed", "content": [{"type": ',
     error_body=error_body,
     has_api_key=has_api_key,
-    check_request=check_anthropic_messages.problems,
+    check_request=lambda body: check_anthropic_messages.problems(body) + check_anthropic_thinking.problems(body),
 )
