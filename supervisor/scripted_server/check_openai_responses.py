@@ -8,10 +8,10 @@ one `function_call_output`, after it.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from supervisor.scripted_server import signing
+from supervisor.scripted_server.checking import tool_name_problem, unknown_keys
 
 _KNOWN_KEYS = frozenset({
     "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "reasoning", "include",
@@ -23,12 +23,11 @@ _SUMMARIES = frozenset({"auto", "concise", "detailed"})
 _INCLUDES = frozenset({"reasoning.encrypted_content", "message.output_text.logprobs", "file_search_call.results",
                        "web_search_call.action.sources", "code_interpreter_call.outputs"})
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 def problems(body: dict[str, Any]) -> list[str]:
     """Return what a strict API would reject in this request body, in order; [] when nothing."""
-    found = [f"Unknown parameter: '{key}'." for key in sorted(set(body) - _KNOWN_KEYS)]
+    found = unknown_keys("", body, _KNOWN_KEYS)
     if not isinstance(body.get("model"), str) or not body["model"]:
         found.append("Missing required parameter: 'model'.")
     found += _reasoning_problems(body)
@@ -74,8 +73,8 @@ def _tool_problems(tools: Any) -> list[str]:
             continue
         if "function" in tool:  # the chat completions shape, which this API refuses
             found.append(f"Unknown parameter: '{where}.function'.")
-        if not isinstance(tool.get("name"), str) or not _TOOL_NAME.match(tool["name"]):
-            found.append(f"Invalid '{where}.name': {tool.get('name')!r} must match {_TOOL_NAME.pattern}.")
+        if problem := tool_name_problem(where, tool.get("name")):
+            found.append(problem)
         if not isinstance(tool.get("parameters"), dict):
             found.append(f"Missing required parameter: '{where}.parameters'.")
     return found

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--log", help="append recorded events to this JSON-lines file")
     parser.add_argument("--ready-file", help="write the base URL here once listening")
+    parser.add_argument("--lenient", action="store_true",
+                        help="answer requests a strict API would refuse instead of a 400")
     args = parser.parse_args(argv)
 
     try:
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
 
     try:
-        server = start_server(script, host=args.host, port=args.port, log_path=args.log)
+        server = start_server(script, host=args.host, port=args.port, log_path=args.log,
+                              strict=not args.lenient)
     except OSError as exc:
         print(f"scripted_server: cannot start: {exc}", file=sys.stderr)
         return 1

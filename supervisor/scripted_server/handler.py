@@ -54,8 +54,10 @@ class ScriptedHTTPServer(ThreadingHTTPServer):
     # Handlers may be hanging on purpose; closing the server must not wait for them.
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], script: dict[str, Any], recorder: Recorder):
+    def __init__(self, address: tuple[str, int], script: dict[str, Any], recorder: Recorder, strict: bool = True):
         self.script = script
+        # Whether every completion request goes through its wire's strict checker first.
+        self.strict = strict
         self.recorder = recorder
         self.stopping = threading.Event()
         self._lock = threading.Lock()
@@ -163,11 +165,14 @@ class Handler(BaseHTTPRequestHandler):
                 body = None
             if not isinstance(body, dict):
                 # Not a step's worth of request: answer without consuming one.
-                text = raw.decode("utf-8", "replace")
-                self._record_request(None, text)
-                message = "scripted server: request body must be a JSON object"
-                self._send_json(400, wire.error_body(400, message))
-                self.server.recorder.record("response_done", n=None, status=400)
+                self._record_request(None, raw.decode("utf-8", "replace"))
+                self._refuse(wire, ["scripted server: request body must be a JSON object"])
+                return
+            if problems := (wire.check_request(body) if self.server.strict else []):
+                # What the real API would answer with a 400; no step is used up.
+                self._record_request(None, body)
+                self.server.recorder.record("rejected", n=None, problems=problems)
+                self._refuse(wire, problems)
                 return
             n, step = self.server.claim_step()
             self._record_request(n, body)
@@ -178,6 +183,10 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             if not self.server.stopping.is_set():
                 self.server.recorder.record("client_disconnected", n=n)
+
+    def _refuse(self, wire: Wire, problems: list[str]) -> None:
+        self._send_json(400, wire.error_body(400, "; ".join(problems)))
+        self.server.recorder.record("response_done", n=None, status=400)
 
     # -- the scripted behaviour
 
@@ -201,13 +210,24 @@ class Handler(BaseHTTPRequestHandler):
         if step.get("drop"):
             self._drop(n)
             return None
+        streamed = body.get("stream") is True
+        if "raw_body" in step:
+            content_type = step.get("content_type", "text/event-stream" if streamed else "application/json")
+            status = step.get("status", 200)
+            return self._send_bytes(status, step["raw_body"].encode(), content_type, extra_headers)
         if "status" in step:
             message = step.get("error", f"scripted error {step['status']}")
             return self._send_json(step["status"], wire.error_body(step["status"], message), extra_headers)
 
         turn = self._make_turn(wire, n, step, body)
-        if body.get("stream") is True:
-            chunks = wire.malformed_stream() if step.get("malformed") else wire.render_stream(turn)
+        if streamed and not step.get("whole_answer"):
+            if step.get("malformed"):
+                chunks = wire.malformed_stream()
+            elif "stream_error" in step:
+                message = step.get("error", f"scripted {step['stream_error']}")
+                chunks = [*wire.render_stream(turn)[:1], wire.stream_error(step["stream_error"], message)]
+            else:
+                chunks = wire.render_stream(turn)
             return self._send_stream(n, step, chunks, extra_headers)
         if step.get("malformed"):
             return self._send_bytes(200, wire.malformed_body, "application/json", extra_headers)
@@ -217,11 +237,13 @@ class Handler(BaseHTTPRequestHandler):
         return self._send_json(200, wire.render_body(turn), extra_headers)
 
     def _make_turn(self, wire: Wire, n: int, step: dict[str, Any], body: dict) -> Turn:
+        omit_ids = step.get("omit_tool_ids", False)
         calls = [
             ToolCall(
-                id=call.get("id") or self.server.new_tool_id(wire.tool_id_prefix),
+                id="" if omit_ids else call.get("id") or self.server.new_tool_id(wire.tool_id_prefix),
                 name=call["name"],
                 arguments=call.get("arguments", {}),
+                raw_arguments=call.get("raw_arguments"),
             )
             for call in step.get("tool_calls", [])
         ]
@@ -247,6 +269,9 @@ class Handler(BaseHTTPRequestHandler):
             usage=usage,
             chunk_chars=step.get("chunk_chars", 8),
             include_usage=include_usage is True,
+            truncated=step.get("truncated", False),
+            split_surrogates=step.get("split_surrogates", False),
+            ascii_only="chunk_bytes" not in step,
         )
 
     def _record_request(self, n: int | None, body: Any) -> None:
@@ -340,16 +365,29 @@ class Handler(BaseHTTPRequestHandler):
         }
         self._start_response(200, headers)
         delay = step.get("chunk_delay", 0)
+        # With chunk_bytes, HTTP chunks of that many bytes, cutting across events and characters.
+        size, pending = step.get("chunk_bytes"), b""
         for sent, chunk in enumerate(chunks):
             if self._stream_interrupted(n, step, sent):
                 return None
             if chunk.paced:
                 self._wait_watching_client(delay)
-            self._write(b"%x\r\n%s\r\n" % (len(chunk.data), chunk.data))
+            if size is None:
+                self._write_chunk(chunk.data)
+                continue
+            pending += chunk.data
+            while len(pending) >= size:
+                self._write_chunk(pending[:size])
+                pending = pending[size:]
+        if pending:
+            self._write_chunk(pending)
         if self._stream_interrupted(n, step, len(chunks)):
             return None
         self._write(b"0\r\n\r\n")
         return 200
+
+    def _write_chunk(self, data: bytes) -> None:
+        self._write(b"%x\r\n%s\r\n" % (len(data), data))
 
     # -- reading
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from supervisor.scripted_server import check_openai_chat
-from supervisor.scripted_server.turn import Chunk, Turn, Wire, error_type, pieces, sse_data
+from supervisor.scripted_server.turn import Chunk, Turn, Wire, error_type
 
 
 def finish_reason(turn: Turn) -> str:
+    if turn.truncated:
+        return "length"
     return "tool_calls" if turn.tool_calls else "stop"
 
 
@@ -34,7 +37,7 @@ def completion(turn: Turn) -> dict[str, Any]:
     if turn.tool_calls:
         message["tool_calls"] = [
             {
-                "id": call.id,
+                **({"id": call.id} if call.id else {}),
                 "type": "function",
                 "function": {"name": call.name, "arguments": call.arguments_json},
             }
@@ -62,23 +65,22 @@ def stream(turn: Turn) -> list[Chunk]:
         if turn.include_usage:
             # OpenAI marks every chunk but the last with "usage": null when usage is requested.
             chunk["usage"] = None
-        return sse_data(chunk)
+        return turn.sse_data(chunk)
 
-    size = turn.chunk_chars
     chunks = [Chunk(frame({"role": "assistant", "content": "" if turn.content else None}), False)]
-    chunks += [Chunk(frame({"reasoning_content": p}), True) for p in pieces(turn.reasoning, size)]
-    chunks += [Chunk(frame({"content": p}), True) for p in pieces(turn.content, size)]
+    chunks += [Chunk(frame({"reasoning_content": p}), True) for p in turn.pieces(turn.reasoning)]
+    chunks += [Chunk(frame({"content": p}), True) for p in turn.pieces(turn.content)]
     for index, call in enumerate(turn.tool_calls):
         opening = {
             "index": index,
-            "id": call.id,
+            **({"id": call.id} if call.id else {}),
             "type": "function",
             "function": {"name": call.name, "arguments": ""},
         }
         chunks.append(Chunk(frame({"tool_calls": [opening]}), False))
         chunks += [
             Chunk(frame({"tool_calls": [{"index": index, "function": {"arguments": p}}]}), True)
-            for p in pieces(call.arguments_json, size)
+            for p in turn.pieces(call.arguments_json)
         ]
     chunks.append(Chunk(frame({}, finish_reason(turn)), False))
     if turn.include_usage:
@@ -90,7 +92,7 @@ def stream(turn: Turn) -> list[Chunk]:
             "choices": [],
             "usage": usage_body(turn.usage),
         }
-        chunks.append(Chunk(sse_data(usage_chunk), False))
+        chunks.append(Chunk(turn.sse_data(usage_chunk), False))
     chunks.append(Chunk(b"data: [DONE]\n\n", False))
     return chunks
 
@@ -101,6 +103,12 @@ def malformed_stream() -> list[Chunk]:
 
 def error_body(status: int, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": error_type(status), "param": None, "code": None}}
+
+
+def stream_error(kind: str, message: str) -> Chunk:
+    """An error in the middle of a stream, as OpenAI sends it: a data event with an error object."""
+    error = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return Chunk(b"data: " + json.dumps(error).encode() + b"\n\n", False)
 
 
 def has_api_key(headers: Mapping[str, str], key: str) -> bool:
@@ -117,6 +125,7 @@ WIRE = Wire(
     malformed_stream=malformed_stream,
     malformed_body=b'{"id": "malformed", "choices": [{"message": ',
     error_body=error_body,
+    stream_error=stream_error,
     has_api_key=has_api_key,
     check_request=check_openai_chat.problems,
 )

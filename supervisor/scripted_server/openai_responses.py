@@ -8,10 +8,11 @@ per tool call with its argument deltas, and `response.completed` with the usage 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from supervisor.scripted_server import check_openai_responses, openai_chat, signing
-from supervisor.scripted_server.turn import Chunk, Turn, Wire, pieces, sse_event
+from supervisor.scripted_server.turn import Chunk, Turn, Wire
 
 
 def reasoning_item(turn: Turn) -> dict[str, Any]:
@@ -67,9 +68,8 @@ def stream(turn: Turn) -> list[Chunk]:
     sequence = iter(range(1_000_000))
 
     def event(name: str, paced: bool = False, **fields: Any) -> Chunk:
-        return Chunk(sse_event(name, {"type": name, "sequence_number": next(sequence), **fields}), paced)
+        return Chunk(turn.sse_event(name, {"type": name, "sequence_number": next(sequence), **fields}), paced)
 
-    size = turn.chunk_chars
     chunks = [event("response.created", response=response(turn, "in_progress")),
               event("response.in_progress", response=response(turn, "in_progress"))]
     for index, item in enumerate(output_items(turn)):
@@ -81,7 +81,7 @@ def stream(turn: Turn) -> list[Chunk]:
             part = {"type": "summary_text", "text": ""}
             chunks.append(event("response.reasoning_summary_part.added", summary_index=0, part=part, **item_at))
             chunks += [event("response.reasoning_summary_text.delta", True, summary_index=0, delta=p, **item_at)
-                       for p in pieces(turn.reasoning, size)]
+                       for p in turn.pieces(turn.reasoning)]
             chunks.append(event("response.reasoning_summary_text.done", summary_index=0, text=turn.reasoning,
                                 **item_at))
             chunks.append(event("response.reasoning_summary_part.done", summary_index=0,
@@ -92,7 +92,7 @@ def stream(turn: Turn) -> list[Chunk]:
             part = {"type": "output_text", "text": "", "annotations": []}
             chunks.append(event("response.content_part.added", content_index=0, part=part, **item_at))
             chunks += [event("response.output_text.delta", True, content_index=0, delta=p, **item_at)
-                       for p in pieces(turn.content, size)]
+                       for p in turn.pieces(turn.content)]
             chunks.append(event("response.output_text.done", content_index=0, text=turn.content, **item_at))
             chunks.append(event("response.content_part.done", content_index=0, part={**part, "text": turn.content},
                                 **item_at))
@@ -100,7 +100,7 @@ def stream(turn: Turn) -> list[Chunk]:
             chunks.append(event("response.output_item.added",
                                 item={**item, "status": "in_progress", "arguments": ""}, **at))
             chunks += [event("response.function_call_arguments.delta", True, delta=p, **item_at)
-                       for p in pieces(item["arguments"], size)]
+                       for p in turn.pieces(item["arguments"])]
             chunks.append(event("response.function_call_arguments.done", arguments=item["arguments"], **item_at))
         chunks.append(event("response.output_item.done", item=item, **at))
     chunks.append(event("response.completed", response=response(turn)))
@@ -109,6 +109,12 @@ def stream(turn: Turn) -> list[Chunk]:
 
 def malformed_stream() -> list[Chunk]:
     return [Chunk(b"event: response.created\ndata: {not json\n\n", False)]
+
+
+def stream_error(kind: str, message: str) -> Chunk:
+    """An error in the middle of a stream, as the Responses API sends it: an `error` event."""
+    payload = {"type": "error", "code": kind, "message": message, "param": None}
+    return Chunk(f"event: error\ndata: {json.dumps(payload)}\n\n".encode(), False)
 
 
 WIRE = Wire(
@@ -121,6 +127,7 @@ WIRE = Wire(
     malformed_stream=malformed_stream,
     malformed_body=b'{"id": "malformed", "output": [{"type": ',
     error_body=openai_chat.error_body,
+    stream_error=stream_error,
     has_api_key=openai_chat.has_api_key,
     check_request=check_openai_responses.problems,
 )

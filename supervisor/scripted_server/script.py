@@ -34,10 +34,18 @@ _STEP_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "malformed": (bool,),
     "usage": (dict,),
     "expect_api_key": (str,),
+    "truncated": (bool,),
+    "omit_tool_ids": (bool,),
+    "stream_error": (str,),
+    "whole_answer": (bool,),
+    "raw_body": (str,),
+    "content_type": (str,),
+    "chunk_bytes": (int,),
+    "split_surrogates": (bool,),
 }
 _NON_NEGATIVE_FIELDS = ("chunk_delay", "delay", "hang_after_chunks", "drop_after_chunks")
 _USAGE_KEYS = frozenset({"prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens"})
-_TOOL_CALL_KEYS = frozenset({"name", "arguments", "id"})
+_TOOL_CALL_KEYS = frozenset({"name", "arguments", "id", "raw_arguments"})
 
 
 def load_script(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -92,8 +100,9 @@ def _check_step(where: str, step: Any) -> None:
     for key in _NON_NEGATIVE_FIELDS:
         if step.get(key, 0) < 0:
             raise ScriptError(f"{where}: {key!r} must not be negative")
-    if step.get("chunk_chars", 1) < 1:
-        raise ScriptError(f"{where}: 'chunk_chars' must be at least 1")
+    for key in ("chunk_chars", "chunk_bytes"):
+        if step.get(key, 1) < 1:
+            raise ScriptError(f"{where}: {key!r} must be at least 1")
     if not 100 <= step.get("status", 200) <= 599:
         raise ScriptError(f"{where}: 'status' must be an HTTP status code")
     for name, value in step.get("headers", {}).items():
@@ -118,5 +127,6 @@ def _check_tool_call(where: str, call: Any) -> None:
         raise ScriptError(f"{where}: 'name' must be a non-empty string")
     if not isinstance(call.get("arguments", {}), dict):
         raise ScriptError(f"{where}: 'arguments' must be an object")
-    if not isinstance(call.get("id", ""), str):
-        raise ScriptError(f"{where}: 'id' must be a string")
+    for key in ("id", "raw_arguments"):
+        if not isinstance(call.get(key, ""), str):
+            raise ScriptError(f"{where}: {key!r} must be a string")

@@ -47,6 +47,10 @@ class ScriptedServer:
         """Return a copy of every event recorded so far, oldest first."""
         return self._httpd.recorder.snapshot()
 
+    def rejections(self) -> list[list[str]]:
+        """The problems of each request the strict checker refused, oldest first."""
+        return [event["problems"] for event in self.events() if event["event"] == "rejected"]
+
     def requests(self) -> list[Any]:
         """Return the bodies of the completion requests received so far, oldest first."""
         return [event["body"] for event in self.events() if event["event"] == "request"]
@@ -91,15 +95,18 @@ def start_server(
     host: str = "127.0.0.1",
     port: int = 0,
     log_path: str | None = None,
+    strict: bool = True,
 ) -> ScriptedServer:
     """Validate `script` and start serving it on a background thread.
 
     Port 0 picks a free port; read the real one from the result's `url`. When
     log_path is given, events are also appended to that file as JSON lines.
+    With strict (the default), every completion request is first checked the way
+    the real API checks it, and a violation is answered with that API's 400.
     Raises ScriptError for a bad script and OSError when it cannot listen.
     """
     checked = validate_script(script)
-    httpd = ScriptedHTTPServer((host, port), checked, Recorder(log_path))
+    httpd = ScriptedHTTPServer((host, port), checked, Recorder(log_path), strict)
     thread = threading.Thread(
         target=httpd.serve_forever,
         kwargs={"poll_interval": POLL_SECONDS},

@@ -22,13 +22,25 @@ class Chunk(NamedTuple):
 
 @dataclass
 class ToolCall:
-    id: str
+    id: str  # "" when the step says to leave ids out
     name: str
     arguments: dict[str, Any]
+    raw_arguments: str | None = None  # sent as the arguments text instead, valid JSON or not
 
     @property
     def arguments_json(self) -> str:
-        return json.dumps(self.arguments)
+        return json.dumps(self.arguments) if self.raw_arguments is None else self.raw_arguments
+
+    @property
+    def arguments_object(self) -> dict[str, Any]:
+        """The arguments where a wire needs an object: raw ones only if they parse as one."""
+        if self.raw_arguments is None:
+            return self.arguments
+        try:
+            parsed = json.loads(self.raw_arguments)
+        except (ValueError, RecursionError):
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
 
 
 @dataclass
@@ -44,6 +56,23 @@ class Turn:
     usage: dict[str, int]
     chunk_chars: int
     include_usage: bool
+    truncated: bool = False  # cut off by the output limit
+    split_surrogates: bool = False  # stream text in UTF-16 code units, splitting surrogate pairs
+    ascii_only: bool = True  # JSON with \u escapes; False sends raw UTF-8
+
+    def pieces(self, text: str) -> list[str]:
+        """Text cut into the stream's deltas of chunk_chars characters (or UTF-16 code units)."""
+        if not self.split_surrogates:
+            return pieces(text, self.chunk_chars)
+        units = text.encode("utf-16-le", "surrogatepass")
+        size = 2 * self.chunk_chars
+        return [units[at : at + size].decode("utf-16-le", "surrogatepass") for at in range(0, len(units), size)]
+
+    def sse_data(self, payload: Any) -> bytes:
+        return b"data: " + json.dumps(payload, ensure_ascii=self.ascii_only).encode() + b"\n\n"
+
+    def sse_event(self, name: str, payload: dict[str, Any]) -> bytes:
+        return f"event: {name}\ndata: {json.dumps(payload, ensure_ascii=self.ascii_only)}\n\n".encode()
 
 
 @dataclass(frozen=True)
@@ -61,6 +90,8 @@ class Wire:
     malformed_stream: Callable[[], list[Chunk]]
     malformed_body: bytes
     error_body: Callable[[int, str], dict[str, Any]]
+    # The event that reports an error of this type and message inside a stream.
+    stream_error: Callable[[str, str], Chunk]
     # True when the request headers carry this API key the way this API expects it.
     has_api_key: Callable[[Mapping[str, str], str], bool]
     # The strict request checker: the problems a real API would reject the body for.
@@ -97,10 +128,3 @@ def text_chars(value: Any) -> int:
         return sum(text_chars(item) for item in value)
     return 0
 
-
-def sse_data(payload: Any) -> bytes:
-    return b"data: " + json.dumps(payload).encode() + b"\n\n"
-
-
-def sse_event(name: str, payload: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()
