@@ -102,10 +102,14 @@ def event_text(event: dict[str, Any]) -> str:
         parts = [f"{head} {label}: {event.get('content') or ''}".rstrip()]
         usage = event.get("usage") or {}
         estimated = " (estimated)" if event.get("cost_estimated") else ""
-        parts.append(f"{' ' * len(head)} {usage.get('prompt_tokens', 0)} + {usage.get('completion_tokens', 0)} tokens, "
-                     f"cost {cost(event.get('cost'))}{estimated}, {event.get('latency_ms')} ms")
+        thought = f" ({usage['reasoning_tokens']} reasoning)" if usage.get("reasoning_tokens") else ""
+        parts.append(f"{' ' * len(head)} {usage.get('prompt_tokens', 0)} + {usage.get('completion_tokens', 0)} tokens"
+                     f"{thought}, cost {cost(event.get('cost'))}{estimated}, {event.get('latency_ms')} ms")
         if event.get("reasoning"):
-            parts.append(f"{' ' * len(head)} reasoning: {event['reasoning']}")
+            label = "reasoning (cut off): " if event.get("partial") else "reasoning: "
+            margin = "\n" + " " * (len(head) + 1 + len(label))
+            text = margin.join(event["reasoning"].rstrip().splitlines())
+            parts.append("\n".join(line.rstrip() for line in f"{' ' * len(head)} {label}{text}".splitlines()))
         for call in event.get("tool_calls") or []:
             parts.append(f"{' ' * len(head)} -> {call['name']}({call['arguments']})  [{call['id']}]")
         return "\n".join(parts)

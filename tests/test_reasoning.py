@@ -247,7 +247,8 @@ def test_interrupt_during_reasoning_keeps_it_priced_and_resume_is_accepted(agent
     assert cut["usage"]["completion_tokens"] >= 8 and cut["cost"] > 0 and cut["cost_estimated"]
     assert agent.state(conv_id).metrics.accumulated_cost >= cut["cost"] > 0
     shown = agent("show", conv_id).stdout
-    assert "PARTIAL: interrupted" in shown and f"reasoning: {REASONING[:32]}" in shown
+    assert "PARTIAL: interrupted" in shown and f"reasoning (cut off): {REASONING[:32]}" in shown
+    assert "(8 reasoning)" in shown
     assert "[reasoning]" in agent.output(conv_id)
 
     resumed = agent("resume", conv_id, "-q")
