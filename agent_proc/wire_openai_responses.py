@@ -76,15 +76,17 @@ def convert_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _assistant_items(message: dict[str, Any]) -> list[dict[str, Any]]:
     items = []
-    if message.get("reasoning_api") == REASONING_API:
-        items += [{k: item[k] for k in _REASONING_ITEM_FIELDS if k in item}
-                  for item in message.get("reasoning_items") or [] if item.get("type") == "reasoning"]
     if message.get("content"):
         items.append({"role": "assistant", "content": message["content"]})
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         items.append({"type": "function_call", "call_id": call.get("id") or "", "name": function.get("name") or "",
                       "arguments": function.get("arguments") or "{}"})
+    # The reasoning goes first, and only with what it led to: the API refuses a reasoning item on its own.
+    if items and message.get("reasoning_api") == REASONING_API:
+        reasoning = [{k: item[k] for k in _REASONING_ITEM_FIELDS if k in item}
+                     for item in message.get("reasoning_items") or [] if item.get("type") == "reasoning"]
+        items = reasoning + items
     return items
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from agent_proc import conversation
+from agent_proc import conversation, wire_openai_responses
 from tests.conftest import Agent, finish, terminal, wait_until
 
 REASONING = "First I list the files, then I count them, and only then do I answer. " * 6
@@ -162,6 +162,23 @@ def test_reasoning_items_go_back_unchanged_across_a_tool_loop_on_the_responses_a
     assert second["usage"]["reasoning_tokens"] > 0 and second["cost"] > 0
 
 
+@pytest.mark.parametrize("wire", ["responses", "anthropic"])
+@pytest.mark.parametrize("stream", [True, False])
+def test_reasoning_round_trips_whole_or_streamed_with_its_usage(agent, serve, wire, stream):
+    model, flags, _ = WIRES[wire]
+    usage = {"prompt_tokens": 120, "completion_tokens": 60, "cached_tokens": 100, "reasoning_tokens": 40}
+    server = serve(terminal("ls", reasoning="Look first.", usage=usage), {**finish("done"), "reasoning": "Done."})
+    conv_id = start(agent, server, model, *flags, "--reasoning-effort", "low",
+                    *([] if stream else ["--no-stream"]))
+    assert settle(agent, conv_id) == 0, agent.output(conv_id)
+    first = model_messages(agent, conv_id)[0]
+    assert first["reasoning"] == "Look first." and len(first["reasoning_items"]) == 1
+    assert first["usage"]["prompt_tokens"] >= 120 and first["usage"]["cached_tokens"] == 100
+    if wire == "responses":  # Anthropic counts thinking in its output tokens without a figure of its own
+        assert first["usage"]["reasoning_tokens"] == 40
+    assert json.dumps(first["reasoning_items"][0]) in json.dumps(server.requests()[1])
+
+
 def test_thinking_blocks_go_back_unchanged_across_a_tool_loop_on_anthropic(agent, serve):
     server = serve(terminal("ls", reasoning="I should look at the files first."),
                    {**finish("2 files"), "reasoning": "Two files: done."})
@@ -285,3 +302,11 @@ def test_foreground_progress_sets_reasoning_apart_and_quiet_hides_it(agent, serv
     quiet = agent("run", "-q", "-m", "openai/scripted", "--base-url", server.url, "--api", "responses",
                   "--reasoning-effort", "low", "task")
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == "done\n"
+
+
+def test_a_reply_of_reasoning_alone_sends_no_reasoning_item_on():
+    item = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "x"}
+    alone = {"role": "assistant", "content": None, "reasoning_items": [item], "reasoning_api": "openai_responses"}
+    with_text = {**alone, "content": "ok"}
+    assert wire_openai_responses.convert_messages([alone]) == []
+    assert wire_openai_responses.convert_messages([with_text]) == [item, {"role": "assistant", "content": "ok"}]
