@@ -255,6 +255,7 @@ class Run:
 
         def on_failure(attempt: int, error: llm.LLMError, partial: llm.Partial, wait: float | None) -> None:
             self.activity = Activity()
+            progress.end()
             then = f"trying again in {wait:.1f} s" if wait is not None else "giving up"
             say(f"\n[model error] attempt {attempt}: {error}; {then}\n")
             self.log.warning("model_call_failed", attempt=attempt, error=str(error), kind=error.kind, wait_s=wait)
