@@ -18,13 +18,17 @@ REASONING_KEYS = ("reasoning_items", "reasoning_api")
 
 def build_request(
     model: str, base_url: str, api_key: str | None, messages: list[dict[str, Any]],
-    tools: list[dict[str, Any]], stream: bool, *, reasoning: RequestReasoning | None = None,
+    tools: list[dict[str, Any]], stream: bool, *, max_output_tokens: int | None = None,
+    reasoning: RequestReasoning | None = None,
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
     """URL, headers and JSON body of one chat-completions call."""
     headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    body: dict[str, Any] = {"model": model, "messages": [_without_reasoning(m) for m in messages]}
+    body: dict[str, Any] = {"model": model, "messages": [_without_reasoning(m) for m in messages if _sendable(m)]}
+    if max_output_tokens is not None:
+        # OpenAI's current name; `max_tokens` is deprecated there and refused by its reasoning models.
+        body["max_completion_tokens"] = max_output_tokens
     if tools:
         body["tools"] = tools
         body["tool_choice"] = "auto"
@@ -40,6 +44,13 @@ def _without_reasoning(message: dict[str, Any]) -> dict[str, Any]:
     if not any(key in message for key in REASONING_KEYS):
         return message
     return {k: v for k, v in message.items() if k not in REASONING_KEYS}
+
+
+def _sendable(message: dict[str, Any]) -> bool:
+    """Whether the API takes this message: never an assistant message with neither text nor tool calls."""
+    if message.get("role") != "assistant" or message.get("tool_calls"):
+        return True
+    return bool((message.get("content") or "").strip())
 
 
 def read_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
@@ -70,7 +81,7 @@ def read_response(doc: dict[str, Any], partial: Partial) -> None:
     partial.reasoning = message.get("reasoning_content") or ""
     for index, call in enumerate(message.get("tool_calls") or []):
         slot = partial.tool_call(index)
-        slot.id = call.get("id") or f"call_{index}"
+        slot.id = call.get("id") or ""  # a missing id is given one by llm.call_once
         slot.name = (call.get("function") or {}).get("name") or ""
         slot.arguments = (call.get("function") or {}).get("arguments") or ""
     partial.finish_reason = choice.get("finish_reason") or "stop"
@@ -80,26 +91,27 @@ def read_response(doc: dict[str, Any], partial: Partial) -> None:
 def read_stream_event(event: dict[str, Any], partial: Partial, on_delta: OnDelta) -> bool:
     """Fold one `chat.completion.chunk` into `partial`. The stream's end is the
     `[DONE]` sentinel, not an event, so this always returns False."""
-    if event.get("error"):
-        from agent_proc.llm import LLMError
+    from agent_proc.llm import join_text
 
-        raise LLMError(f"the model's stream reported an error: {event['error']}", retryable=False)
+    if event.get("error"):
+        from agent_proc.llm import stream_error
+
+        raise stream_error(event["error"])
     if event.get("usage"):
         partial.usage = read_usage(event["usage"])
     for choice in event.get("choices") or []:
         delta = choice.get("delta") or {}
-        if text := delta.get("reasoning_content") or delta.get("reasoning"):
-            partial.reasoning += text
-            on_delta("reasoning", text)
-        if text := delta.get("content"):
-            partial.content += text
-            on_delta("text", text)
+        if (text := delta.get("reasoning_content") or delta.get("reasoning")) and \
+                (shown := partial.add_text("reasoning", text)):
+            on_delta("reasoning", shown)
+        if (text := delta.get("content")) and (shown := partial.add_text("text", text)):
+            on_delta("text", shown)
         for piece in delta.get("tool_calls") or []:
             slot = partial.tool_call(piece.get("index", 0))
             slot.id = piece.get("id") or slot.id
             function = piece.get("function") or {}
             slot.name += function.get("name") or ""
-            slot.arguments += function.get("arguments") or ""
+            slot.arguments = join_text(slot.arguments, function.get("arguments") or "")
         if choice.get("finish_reason"):
             partial.finish_reason = choice["finish_reason"]
     return False

@@ -33,7 +33,8 @@ _INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content
 
 def build_request(
     model: str, base_url: str, api_key: str | None, messages: list[dict[str, Any]],
-    tools: list[dict[str, Any]], stream: bool, *, reasoning: RequestReasoning | None = None,
+    tools: list[dict[str, Any]], stream: bool, *, max_output_tokens: int | None = None,
+    reasoning: RequestReasoning | None = None,
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
     """URL, headers and JSON body of one Responses API call."""
     headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
@@ -46,6 +47,8 @@ def build_request(
     if tools:
         body["tools"] = [convert_tool(tool) for tool in tools]
         body["tool_choice"] = "auto"
+    if max_output_tokens is not None:
+        body["max_output_tokens"] = max_output_tokens  # reasoning included, as on every OpenAI API
     if reasoning is not None and (reasoning.effort is not None or reasoning.summaries):
         body["reasoning"] = {}
         if reasoning.effort is not None:
@@ -133,7 +136,7 @@ def read_response(doc: dict[str, Any], partial: Partial) -> None:
         if not isinstance(item, dict):
             continue
         if item.get("type") == "reasoning":
-            _add_text_to(partial, "reasoning", "\n\n".join(_summary_texts(item)))
+            partial.reasoning += "\n\n".join(_summary_texts(item))
             _keep_reasoning_item(partial, item)
         elif item.get("type") == "message":
             partial.content += "".join(part.get("text") or "" for part in item.get("content") or []
@@ -169,7 +172,10 @@ def read_stream_event(event: dict[str, Any], partial: Partial, on_delta: OnDelta
         slot.id, slot.name = item.get("call_id") or "", item.get("name") or ""
         slot.arguments = item.get("arguments") or ""
     elif kind == "response.function_call_arguments.delta" and event.get("output_index") in calls:
-        partial.tool_calls[calls[event["output_index"]]].arguments += event.get("delta") or ""
+        from agent_proc.llm import join_text
+
+        slot = partial.tool_calls[calls[event["output_index"]]]
+        slot.arguments = join_text(slot.arguments, event.get("delta") or "")
     elif kind == "response.output_item.done":
         item = event.get("item") or {}
         if item.get("type") == "reasoning":
@@ -207,31 +213,18 @@ def _finish_reason(response: dict[str, Any], partial: Partial) -> str:
 
 
 def _stream(partial: Partial, on_delta: OnDelta, kind: str, text: str) -> None:
-    if text:
-        _add_text_to(partial, kind, text)
-        on_delta(kind, text)
-
-
-def _add_text_to(partial: Partial, kind: str, text: str) -> None:
-    if kind == "reasoning":
-        partial.reasoning += text
-    else:
-        partial.content += text
+    if text and (shown := partial.add_text(kind, text)):
+        on_delta(kind, shown)
 
 
 def _raise_failed(response: dict[str, Any]) -> None:
-    _raise(response.get("error") or {}, "the model's response failed")
+    from agent_proc.llm import stream_error
+
+    raise stream_error(response.get("error") or "the response failed")
 
 
 def _raise_stream_error(event: dict[str, Any]) -> None:
+    from agent_proc.llm import stream_error
+
     # The error event carries its fields at the top level; some servers nest them under "error".
-    _raise(event["error"] if isinstance(event.get("error"), dict) else event, "the model's stream reported an error")
-
-
-def _raise(error: dict[str, Any], what: str) -> None:
-    from agent_proc.llm import LLMError
-
-    code = error.get("code") or error.get("type") or "error"
-    # OpenAI's codes for conditions that pass: those are worth another attempt.
-    retryable = code in ("server_error", "rate_limit_exceeded")
-    raise LLMError(f"{what}: {code}: {error.get('message') or 'no message'}", retryable=retryable)
+    raise stream_error(event["error"] if isinstance(event.get("error"), dict) else event)

@@ -164,6 +164,8 @@ def _limits(command: Any) -> Any:
         click.option("--max-cost", type=click.FloatRange(min=0),
                      help="USD: stop before a model call that would go past it (status error, exit 4)."),
         click.option("--stream/--no-stream", default=None, help="Stream model output (default) or not."),
+        click.option("--max-output-tokens", type=click.IntRange(min=1),
+                     help="The longest reply to ask of the model, in tokens.  [default: the API's; 8192 on Anthropic]"),
     ]
     for option in reversed(options):
         command = option(command)
@@ -538,7 +540,7 @@ def models(pattern: str | None, update_prices: bool, as_json: bool) -> None:
       agent models --json | jq '.providers[].name'
     """
     from agent_proc import pricing
-    from agent_proc.providers import PROVIDERS, find_api_key
+    from agent_proc.providers import PROVIDERS, key_variables, select_api_key
     from supervisor import render
 
     if update_prices:
@@ -552,10 +554,11 @@ def models(pattern: str | None, update_prices: bool, as_json: bool) -> None:
     known = pricing.load_models()
     listed = {name: m for name, m in sorted(known.items()) if not pattern or pattern.lower() in name.lower()}
     providers = [
-        {"name": p.name, "wire": p.wire, "default_base_url": p.default_base_url, "key_env": ["LLM_API_KEY", *p.key_env],
-         "needs_key": p.needs_key, "key_set": find_api_key(p) is not None,
+        {"name": p.name, "wire": p.wire, "default_base_url": p.default_base_url, "key_env": list(key_variables(p)),
+         "needs_key": p.needs_key, "key_set": found is not None, "key_from": found and found[0],
          "priced_models": sorted(m for m in known if m.startswith(p.name + "/"))}
         for p in PROVIDERS.values()
+        for found in [select_api_key(p)]
     ]
     info = pricing.table_info()
     if as_json:
@@ -564,7 +567,8 @@ def models(pattern: str | None, update_prices: bool, as_json: bool) -> None:
     if not pattern:
         rows = [["PROVIDER", "FORMAT", "DEFAULT BASE URL", "KEY", "PRICED MODELS"]]
         for p in providers:
-            key = ("set" if p["key_set"] else f"needs {p['key_env'][1]}") if p["needs_key"] else "optional"
+            needed = f"needs {p['key_env'][0]}" if p["needs_key"] else "optional"
+            key = f"from {p['key_from']}" if p["key_from"] else needed
             rows.append([p["name"], p["wire"], p["default_base_url"] or "(--base-url required)", key,
                          str(len(p["priced_models"]))])
         click.echo(render.table(rows) + "\n")
