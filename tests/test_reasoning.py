@@ -68,6 +68,20 @@ def test_effort_is_sent_as_each_api_expects(agent, serve, wire, expected):
     assert agent.state(conv_id).settings.reasoning_effort == "high"
 
 
+@pytest.mark.parametrize("model, flags, expected, absent", [
+    ("openai/gpt-5.2", ["--api", "chat"], {"max_completion_tokens": 2000}, "max_tokens"),
+    ("openai/gpt-5.2", [], {"max_output_tokens": 2000}, "max_tokens"),
+    ("anthropic/scripted", ["--thinking-budget", "10000"], {"max_tokens": 18_192}, "max_completion_tokens"),
+])
+def test_the_output_limit_has_each_apis_name_and_stays_above_the_thinking(agent, serve, model, flags, expected,
+                                                                          absent):
+    server = serve(finish())
+    conv_id = start(agent, server, model, *flags, "--max-output-tokens", "2000")
+    assert settle(agent, conv_id) == 0
+    body = server.requests()[0]
+    assert {key: body.get(key) for key in expected} == expected and absent not in body
+
+
 def test_effort_and_api_come_from_the_environment_too(agent, serve):
     server = serve(finish())
     conv_id = start(agent, server, "openai/scripted", env={"LLM_REASONING_EFFORT": "low", "LLM_API": "responses"})
