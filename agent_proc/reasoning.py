@@ -26,7 +26,6 @@ from agent_proc.providers import ModelRef
 # Anthropic's thinking budget per effort level, when --thinking-budget is not given.
 DEFAULT_THINKING_BUDGETS = {"minimal": 1024, "low": 4096, "medium": 10_000, "high": 32_000, "xhigh": 48_000,
                             "max": 56_000}
-MIN_THINKING_BUDGET = 1024  # the API refuses less
 ANSWER_ROOM = 8192  # output tokens left for the answer after the thinking budget
 
 # OpenAI's reasoning models, for names the price table does not know yet: gpt-5 and later, o1, o3, o4, ...
