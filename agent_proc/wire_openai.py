@@ -25,7 +25,8 @@ def build_request(
     headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    body: dict[str, Any] = {"model": model, "messages": [_without_reasoning(m) for m in messages if _sendable(m)]}
+    body: dict[str, Any] = {"model": model,
+                            "messages": [_tidy(_without_reasoning(m)) for m in messages if _sendable(m)]}
     if max_output_tokens is not None:
         # OpenAI's current name; `max_tokens` is deprecated there and refused by its reasoning models.
         body["max_completion_tokens"] = max_output_tokens
@@ -51,6 +52,14 @@ def _sendable(message: dict[str, Any]) -> bool:
     if message.get("role") != "assistant" or message.get("tool_calls"):
         return True
     return bool((message.get("content") or "").strip())
+
+
+def _tidy(message: dict[str, Any]) -> dict[str, Any]:
+    """Whitespace a model sent before its tool calls goes back as no content at all."""
+    if message.get("role") == "assistant" and message.get("tool_calls") and \
+            not (message.get("content") or "").strip():
+        return {**message, "content": None}
+    return message
 
 
 def read_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
