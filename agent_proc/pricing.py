@@ -18,6 +18,7 @@ Import-light on purpose, like `providers`: the parent may price a run without pa
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -88,9 +89,23 @@ class Model:
 
 @dataclass(frozen=True)
 class _Table:
-    models: dict[str, Model]
+    """A dated table of LiteLLM's models (shipped or updated): hundreds of them, of which a run needs
+    one, so an entry is checked and parsed when it is first looked up."""
+
+    raw: dict[str, Any]  # name -> the entry as the file has it
+    where: str
+    label: str  # how a price from it says where it came from
     taken_on: str
     source: str
+    parsed: dict[str, Model] = dataclasses.field(default_factory=dict)
+
+    def get(self, name: str) -> Model | None:
+        if name not in self.parsed and name in self.raw:
+            self.parsed[name] = _parse_entry(name, self.raw[name], f"{self.where}: model {name!r}", self.label)
+        return self.parsed.get(name)
+
+    def every(self) -> dict[str, Model]:
+        return {name: model for name in self.raw if (model := self.get(name)) is not None}
 
 
 # --------------------------------------------------------------------------- lookup
@@ -102,16 +117,9 @@ def load_models(home: Path | None = None) -> dict[str, Model]:
 
     A missing file is fine; one that cannot be read or checked raises `PricingError`.
     """
-    home = _home(home)
-    models = dict(_shipped().models)
-    updated = _updated(home)
-    if updated is not None:
-        models.update(updated.models)
-    path = home / OVERRIDE_FILE
-    where = f"price override file {path}"
-    doc = _read_file(path, where)
-    if doc is not None:
-        models.update(_parse_models(doc, where, source=f"override file {path}"))
+    models: dict[str, Model] = {}
+    for table in reversed(_tables(_home(home))):
+        models.update(table.every())
     return models
 
 
@@ -134,10 +142,10 @@ def find_model(model: str, *, home: Path | None = None, environ: Mapping[str, st
     knows it.
     """
     from_env = _price_from_env(os.environ if environ is None else environ)
-    models = load_models(home)
-    found = models.get(model)
+    tables = _tables(_home(home))
+    found = _look_up(tables, model)
     if found is None and (family := _SNAPSHOT_SUFFIX.sub("", model)) != model:
-        found = models.get(family)
+        found = _look_up(tables, family)
     if from_env is not None:
         return Model(price=from_env, info=found.info if found else ModelInfo())
     return found
@@ -247,9 +255,32 @@ def _updated(home: Path) -> _Table | None:
 
 
 def _dated_table(doc: Any, where: str, kind: str) -> _Table:
-    taken_on = str(doc.get("taken_on", "")) if isinstance(doc, dict) else ""
-    models = _parse_models(doc, where, source=f"{kind} (taken_on {taken_on})")
-    return _Table(models=models, taken_on=taken_on, source=str(doc.get("source", "")))
+    _check_document(doc, where)
+    taken_on = str(doc.get("taken_on", ""))
+    return _Table(raw=doc["models"], where=where, label=f"{kind} (taken_on {taken_on})", taken_on=taken_on,
+                  source=str(doc.get("source", "")))
+
+
+def _tables(home: Path) -> list[_Table]:
+    """The tables a model is looked up in, the one that wins first: the user's (parsed whole, so a
+    mistake in it is reported at once), the updated one, the shipped one."""
+    tables = [_shipped()]
+    if (updated := _updated(home)) is not None:
+        tables.insert(0, updated)
+    path = home / OVERRIDE_FILE
+    where = f"price override file {path}"
+    doc = _read_file(path, where)
+    if doc is not None:
+        own = _parse_models(doc, where, source=f"override file {path}")
+        tables.insert(0, _Table(raw=doc["models"], where=where, label="", taken_on="", source="", parsed=own))
+    return tables
+
+
+def _look_up(tables: list[_Table], name: str) -> Model | None:
+    for table in tables:
+        if (found := table.get(name)) is not None:
+            return found
+    return None
 
 
 def _read_file(path: Path, where: str) -> Any:
@@ -267,6 +298,12 @@ def _read_file(path: Path, where: str) -> Any:
 
 
 def _parse_models(doc: Any, where: str, *, source: str) -> dict[str, Model]:
+    _check_document(doc, where)
+    models: dict[str, Any] = doc["models"]
+    return {name: _parse_entry(name, entry, f"{where}: model {name!r}", source) for name, entry in models.items()}
+
+
+def _check_document(doc: Any, where: str) -> None:
     if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
         raise PricingError(f'{where}: expected a JSON object with a "models" object in it')
     if doc.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
@@ -275,8 +312,6 @@ def _parse_models(doc: Any, where: str, *, source: str) -> dict[str, Model]:
     # Per-token prices in a per-million file would be off a million times without a word, so a unit is checked.
     if doc.get("unit", UNIT) != UNIT:
         raise PricingError(f"{where}: unit must be {UNIT!r}, not {doc['unit']!r}")
-    models: dict[str, Any] = doc["models"]
-    return {name: _parse_entry(name, entry, f"{where}: model {name!r}", source) for name, entry in models.items()}
 
 
 def _parse_entry(name: str, entry: Any, where: str, source: str) -> Model:
