@@ -440,7 +440,8 @@ class Run:
         return EXIT_FINISHED
 
     def fail(self, message: str, kind: str) -> int:
-        message = logs.redact_text(message, [self.config.api_key])
+        # Whatever raised it (a crash's text included), people see one line without the key.
+        message = llm.one_line(logs.redact_text(message, [self.config.api_key]))
         with transaction(self.conv_dir) as txn:
             txn.record("error", kind=kind, message=message)
             conversation.take_inbox(txn)

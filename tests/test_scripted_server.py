@@ -403,13 +403,38 @@ def test_concurrent_requests_take_distinct_steps(serve: StartServer) -> None:
         {"steps": [{"contnet": "typo"}]},
         {"steps": [{"delay": True}]},
         {"steps": [{"chunk_chars": 0}]},
+        {"steps": [{"chunk_bytes": 0}]},
+        {"steps": [{"truncated": "yes"}]},
         {"steps": [{"tool_calls": [{"arguments": {}}]}]},
+        {"steps": [{"tool_calls": [{"name": "t", "raw_arguments": {"not": "text"}}]}]},
         {"steps": [], "when_exhausted": "loop"},
     ],
 )
 def test_bad_scripts_are_rejected(script: dict[str, Any]) -> None:
     with pytest.raises(ScriptError):
         start_server(script)
+
+
+def test_odd_answers_render_as_each_api_sends_them(serve: StartServer) -> None:
+    server = serve(
+        {"content": "cut", "truncated": True},
+        {"content": "cut", "truncated": True},
+        {"stream_error": "overloaded_error", "error": "busy"},
+        {"stream_error": "overloaded_error", "error": "busy"},
+        {"omit_tool_ids": True, "tool_calls": [{"name": "t"}]},
+        {"whole_answer": True, "content": "whole"},
+    )
+    assert openai_post(server, {}).json()["choices"][0]["finish_reason"] == "length"
+    assert anthropic_post(server, {}).json()["stop_reason"] == "max_tokens"
+    streamed = openai_post(server, {"stream": True}, stream=True).text
+    assert 'data: {"error": {"message": "busy", "type": "overloaded_error"' in streamed
+    events = anthropic_post(server, {"stream": True}, stream=True).text
+    assert "event: error\ndata: " in events and '"overloaded_error"' in events
+    call = openai_post(server, {}).json()["choices"][0]["message"]["tool_calls"][0]
+    assert "id" not in call
+    whole = openai_post(server, {"stream": True}, stream=True)
+    assert whole.headers["Content-Type"] == "application/json"
+    assert whole.json()["choices"][0]["message"]["content"] == "whole"
 
 
 # --------------------------------------------------------------------------- API keys and recording
