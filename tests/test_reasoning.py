@@ -207,6 +207,18 @@ def test_thinking_blocks_go_back_unchanged_across_a_tool_loop_on_anthropic(agent
     assert [b["type"] for b in assistant["content"]] == ["thinking", "tool_use"]
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_redacted_thinking_goes_back_as_it_came_before_the_thinking(agent, serve, stream):
+    server = serve(terminal("ls", reasoning="Look first.", redacted_thinking=True), finish("done"))
+    conv_id = start(agent, server, "anthropic/scripted", "--reasoning-effort", "low",
+                    *([] if stream else ["--no-stream"]))
+    assert settle(agent, conv_id) == 0, agent.output(conv_id)
+    redacted, thinking = model_messages(agent, conv_id)[0]["reasoning_items"]
+    assert redacted["type"] == "redacted_thinking" and redacted["data"] and thinking["type"] == "thinking"
+    assistant = server.requests()[1]["messages"][1]
+    assert assistant["content"][:2] == [redacted, thinking]
+
+
 def test_the_strict_server_refuses_a_tool_loop_without_its_thinking(serve):
     server = serve(refusals_expected=True)
     body = {"model": "m", "max_tokens": 4096, "thinking": {"type": "enabled", "budget_tokens": 1024}, "messages": [
@@ -220,6 +232,9 @@ def test_the_strict_server_refuses_a_tool_loop_without_its_thinking(serve):
     body["messages"][1]["content"].insert(0, {"type": "thinking", "thinking": "I will look", "signature": "forged"})
     answer = requests.post(f"{server.url}/messages", json=body, timeout=10)
     assert answer.status_code == 400 and "Invalid `signature`" in answer.json()["error"]["message"]
+    body["messages"][1]["content"][0] = {"type": "redacted_thinking", "data": "bm90IHNlYWxlZA=="}
+    answer = requests.post(f"{server.url}/messages", json=body, timeout=10)
+    assert answer.status_code == 400 and "Invalid `data`" in answer.json()["error"]["message"]
 
 
 def test_the_strict_server_refuses_reasoning_items_changed_or_out_of_place(serve):

@@ -11,8 +11,8 @@ Script format::
 
     {"steps": [step, ...], "when_exhausted": "error" | "repeat_last"}
 
-Step keys, all optional: content, reasoning, tool_calls, chunk_chars,
-chunk_delay, delay, status, error, headers, hang, hang_after_chunks, drop,
+Step keys, all optional: content, reasoning, redacted_thinking (Anthropic),
+tool_calls, chunk_chars, chunk_delay, delay, status, error, headers, hang, hang_after_chunks, drop,
 drop_after_chunks, malformed, usage, expect_api_key, and for odd answers:
 truncated (cut off by the output limit), omit_tool_ids, stream_error (an error
 type sent inside the stream after its first event, with `error` as message),

@@ -28,6 +28,9 @@ def usage_body(usage: dict[str, int], output_tokens: int | None = None) -> dict[
 
 def blocks(turn: Turn) -> list[dict[str, Any]]:
     rendered: list[dict[str, Any]] = []
+    if turn.redacted_thinking:
+        # Thinking the safety systems flagged: encrypted, to be sent back as it came.
+        rendered.append({"type": "redacted_thinking", "data": signing.seal({"redacted": f"msg_scripted_{turn.n}"})})
     if turn.reasoning:
         rendered.append({"type": "thinking", "thinking": turn.reasoning, "signature": signing.sign(turn.reasoning)})
     if turn.content:
@@ -63,6 +66,8 @@ def block_stream(block: dict[str, Any], turn: Turn) -> tuple[dict[str, Any], lis
                                                                         "signature": block["signature"]}]
     if block["type"] == "text":
         return {**block, "text": ""}, [{"type": "text_delta", "text": p} for p in turn.pieces(block["text"])]
+    if block["type"] == "redacted_thinking":
+        return block, []  # whole in its opening event, as the API sends it
     opening = {k: v for k, v in block.items() if k != "arguments_json"}
     deltas = [{"type": "input_json_delta", "partial_json": p} for p in turn.pieces(block["arguments_json"])]
     return {**opening, "input": {}}, deltas
