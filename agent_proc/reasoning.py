@@ -45,7 +45,6 @@ class RequestReasoning:
     thinking: dict[str, Any] | None = None  # Anthropic: the `thinking` parameter
     output_effort: str | None = None  # Anthropic, adaptive thinking: output_config.effort
     min_output_tokens: int | None = None  # Anthropic: max_tokens must leave room above the thinking
-    reasoning_model: bool = False  # chat: the output limit is max_completion_tokens, not max_tokens
 
 
 def reasons(ref: ModelRef, info: ModelInfo | None) -> bool | None:
@@ -109,8 +108,8 @@ def request_reasoning(ref: ModelRef, info: ModelInfo | None, *, api: str | None,
     if api == "responses":
         # Summaries are what streams while the model thinks; with effort "none" there is nothing to summarise.
         summaries = effort != "none" and (reasoning_model is True or effort is not None)
-        return RequestReasoning(effort=effort, summaries=summaries, reasoning_model=bool(reasoning_model))
-    return RequestReasoning(effort=effort, reasoning_model=bool(reasoning_model))
+        return RequestReasoning(effort=effort, summaries=summaries)
+    return RequestReasoning(effort=effort)
 
 
 def _anthropic(info: ModelInfo | None, effort: str | None, budget: int | None) -> RequestReasoning:
