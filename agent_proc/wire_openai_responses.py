@@ -136,7 +136,8 @@ def read_response(doc: dict[str, Any], partial: Partial) -> None:
         if not isinstance(item, dict):
             continue
         if item.get("type") == "reasoning":
-            partial.reasoning += "\n\n".join(_summary_texts(item))
+            summary = "\n\n".join(_summary_texts(item))
+            partial.reasoning += ("\n\n" if partial.reasoning and summary else "") + summary
             _keep_reasoning_item(partial, item)
         elif item.get("type") == "message":
             partial.content += "".join(part.get("text") or "" for part in item.get("content") or []

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from agent_proc import conversation, wire_openai_responses
+from agent_proc import conversation, llm, wire_openai_responses
 from tests.conftest import Agent, finish, terminal, wait_until
 
 REASONING = "First I list the files, then I count them, and only then do I answer. " * 6
@@ -339,3 +339,32 @@ def test_a_reply_of_reasoning_alone_sends_no_reasoning_item_on():
     with_text = {**alone, "content": "ok"}
     assert wire_openai_responses.convert_messages([alone]) == []
     assert wire_openai_responses.convert_messages([with_text]) == [item, {"role": "assistant", "content": "ok"}]
+
+
+def feed(*events: dict[str, Any]) -> tuple[llm.Partial, list[bool]]:
+    """Responses API stream events folded into a fresh Partial, with what each call returned."""
+    partial = llm.Partial()
+    return partial, [wire_openai_responses.read_stream_event(e, partial, lambda kind, text: None) for e in events]
+
+
+def test_a_response_cut_off_by_the_output_limit_ends_the_stream_as_length():
+    partial, ends = feed(
+        {"type": "response.reasoning_summary_text.delta", "delta": "Thinking"},
+        {"type": "response.incomplete", "response": {
+            "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"},
+            "usage": {"input_tokens": 10, "output_tokens": 16, "output_tokens_details": {"reasoning_tokens": 16}}}},
+    )
+    assert ends == [False, True] and partial.finish_reason == "length" and partial.reasoning == "Thinking"
+    assert partial.usage == {"prompt_tokens": 10, "completion_tokens": 16, "reasoning_tokens": 16}
+
+
+@pytest.mark.parametrize("event, retryable", [
+    ({"type": "error", "code": "rate_limit_exceeded", "message": "slow down"}, True),
+    ({"type": "error", "code": "invalid_prompt", "message": "no"}, False),
+    ({"type": "response.failed", "response": {"status": "failed",
+                                              "error": {"code": "server_error", "message": "oops"}}}, True),
+])
+def test_errors_in_a_responses_stream_are_classified(event, retryable):
+    with pytest.raises(llm.LLMError) as caught:
+        feed(event)
+    assert caught.value.retryable is retryable and "\n" not in str(caught.value)
