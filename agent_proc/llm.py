@@ -354,7 +354,8 @@ def _read_whole(wire: ModuleType, response: requests.Response, partial: Partial)
 
 def _read_stream(wire: ModuleType, response: requests.Response, partial: Partial, on_delta: OnDelta) -> None:
     done = False
-    for data in sse_data(_lines(_arrivals(response))):
+    stray: list[bytes] = []  # the first line that is no part of a server-sent-event stream, if any
+    for data in sse_data(_noting_stray_line(_lines(_arrivals(response)), stray)):
         if partial.first_byte_ms is None:
             partial.first_byte_ms = partial.elapsed_ms()
         if data.strip() == "[DONE]":
@@ -370,8 +371,32 @@ def _read_stream(wire: ModuleType, response: requests.Response, partial: Partial
         if wire.read_stream_event(event, partial, on_delta):
             done = True
             break
-    if not done and partial.finish_reason is None:
-        raise LLMError("the model's stream ended before it was complete", retryable=True, kind="stream")
+    if done or partial.finish_reason is not None:
+        return
+    if stray and partial.first_byte_ms is None:
+        # No event at all, but something else: a body that only claims to be a stream.
+        raise _not_a_stream(stray[0].decode("utf-8", errors="replace"))
+    raise LLMError("the model's stream ended before it was complete", retryable=True, kind="stream")
+
+
+def _noting_stray_line(lines: Iterator[bytes], stray: list[bytes]) -> Iterator[bytes]:
+    for line in lines:
+        if line and not stray and not line.startswith((b"data:", b"event:", b"id:", b"retry:", b":")):
+            stray.append(line)
+        yield line
+
+
+def _not_a_stream(text: str) -> LLMError:
+    """The error for a body sent as a stream that holds no event: its own error if it is
+    a JSON error document (classified like an HTTP error), else the start of the text."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        doc = None
+    if isinstance(doc, dict) and doc.get("error"):
+        return stream_error(doc["error"])
+    return LLMError(f"the model API answered a streamed request with something that is not a stream: {text[:200]}",
+                    retryable=False, kind="response")
 
 
 def _check_answer(partial: Partial, response: requests.Response) -> None:

@@ -15,7 +15,7 @@ import requests
 from agent_proc import logs, wire_anthropic, wire_openai
 from agent_proc.tools import TOOL_SPECS
 from supervisor.scripted_server import check_anthropic_messages, check_openai_chat, start_server
-from tests.conftest import dump, finish, terminal
+from tests.conftest import dump, finish, slow_text, terminal, wait_until
 
 FAST_RETRY = {"retry-after-ms": "0"}  # an answer the client retries at once
 ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -237,8 +237,6 @@ def test_tool_calls_without_ids_get_unique_valid_ones(agent, serve, provider, st
 
 
 def test_keep_partial_never_sends_a_retried_attempts_partial(agent, serve, provider) -> None:
-    from tests.conftest import slow_text, wait_until
-
     broken = {"content": "Alpha draft that the server cut short. " * 4, "chunk_chars": 8, "drop_after_chunks": 6,
               "headers": FAST_RETRY}
     server = serve(broken, slow_text(seconds=30), finish())
@@ -270,6 +268,25 @@ def test_an_unexpected_body_is_one_clear_error_not_five_retries(agent, serve, pr
     reason = agent.state(last_id(agent)).status_reason
     assert "text/html" in reason and "502 Bad Gateway" in reason and "\n" not in reason
     assert len(server.requests()) == 1
+
+
+NOT_STREAMS = [
+    ('{"error": {"message": "quota used up", "type": "invalid_request_error"}}', False),
+    ('{"error": {"message": "busy", "type": "overloaded_error"}}', True),
+    ("Service temporarily unavailable", False),
+]
+
+
+@pytest.mark.parametrize(("body", "retried"), NOT_STREAMS)
+def test_a_stream_without_events_is_not_retried_as_a_broken_stream(agent, serve, provider, body: str,
+                                                                  retried: bool) -> None:
+    server = serve({"raw_body": body + "\n", "headers": FAST_RETRY}, finish("after"))
+    result = run(agent, server, provider)
+    conv_id = last_id(agent)
+    failed = agent.events(conv_id, "model_attempt_failed")[0]
+    assert "ended before it was complete" not in failed["error"] and "{" not in failed["error"], failed
+    assert result.returncode == (0 if retried else 1)
+    assert len(server.requests()) == (2 if retried else 1)
 
 
 @pytest.mark.parametrize(("kind", "retried"), [("overloaded_error", True), ("rate_limit_error", True),
@@ -350,9 +367,7 @@ def test_characters_split_across_stream_events_are_put_together(agent, serve, pr
     assert TRICKY in agent.output(conv_id)
 
 
-def test_a_tool_call_cut_inside_a_surrogate_pair_is_stored(agent, serve, provider) -> None:
-    from tests.conftest import slow_text, wait_until
-
+def test_an_interrupt_between_two_halves_of_a_surrogate_pair_stores_the_text(agent, serve, provider) -> None:
     emoji = {"content": "Let me think " + "🎉" * 200, "chunk_chars": 1, "split_surrogates": True,
              "chunk_delay": 0.05}
     server = serve(emoji, finish())
@@ -362,7 +377,6 @@ def test_a_tool_call_cut_inside_a_surrogate_pair_is_stored(agent, serve, provide
     partial = agent.events(conv_id, "model_message")[0]
     assert partial["outcome"] == "interrupted" and "\ufffd" not in partial["content"][:-1]
     assert agent.state(conv_id).status.value == "paused"
-    del slow_text
 
 
 DEEP = "[" * 100_000 + "]" * 100_000
