@@ -523,7 +523,8 @@ def rm(conv_ids: tuple[str, ...], force: bool) -> None:
               help="Fetch LiteLLM's current price table into $AGENT_HOME first (from $AGENT_PRICES_URL if set).")
 @_json
 def models(pattern: str | None, update_prices: bool, as_json: bool) -> None:
-    """List the providers a model name may start with, and the models with a price.
+    """List the providers a model name may start with, what each needs and which variable each
+    takes its key from (its own variable first, then LLM_API_KEY), and the models with a price.
 
     Each model shows its price in USD per million tokens (input, output, cache
     reads), its context window, and whether it reasons (with the --reasoning-effort
