@@ -368,3 +368,27 @@ def test_errors_in_a_responses_stream_are_classified(event, retryable):
     with pytest.raises(llm.LLMError) as caught:
         feed(event)
     assert caught.value.retryable is retryable and "\n" not in str(caught.value)
+
+
+def test_config_file_gives_run_its_reasoning_defaults(agent, serve):
+    server = serve(finish())
+    assert agent("config", "set", "reasoning_effort", "low").returncode == 0
+    assert agent("config", "set", "api", "responses").returncode == 0
+    bad = agent("config", "set", "reasoning_effort", "extreme")
+    assert bad.returncode == 2 and "extreme" in bad.stderr
+    conv_id = start(agent, server, "openai/scripted")
+    assert settle(agent, conv_id) == 0
+    assert server.requests()[0]["reasoning"] == {"effort": "low", "summary": "auto"}
+    listed = json.loads(agent("config", "list", "--json").stdout)
+    assert listed["reasoning_effort"] == {"value": "low", "source": "config"}
+
+
+def test_a_conversation_moved_to_another_model_takes_that_models_api(agent, serve):
+    server = serve(finish("first"), finish("second"))
+    conv_id = start(agent, server, "openai/gpt-5.2")
+    assert settle(agent, conv_id) == 0 and agent.state(conv_id).settings.api == "responses"
+    agent("send", conv_id, "and now with Claude")
+    moved = agent("resume", conv_id, "-q", "-m", "anthropic/scripted", "--base-url", server.url, env=PRICED)
+    assert moved.returncode == 0, moved.stderr
+    assert [e["path"] for e in server.events() if e["event"] == "request"] == ["/v1/responses", "/v1/messages"]
+    assert agent.state(conv_id).settings.api is None
