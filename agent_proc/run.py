@@ -18,6 +18,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -457,7 +458,8 @@ def start(conv_dir: Path, *, keep_partial: bool, log: Any) -> Run | None:
         txn.set_status(Status.RUNNING, "resumed" if resumed else "started")
         me = psutil.Process()
         txn.record("started", pid=me.pid, create_time=me.create_time(), start_ticks=process_start_ticks(me.pid),
-                   marker=os.environ.get(MARKER_ENV), supervisor_pid=int(os.environ.get(SUPERVISOR_ENV) or 0) or None)
+                   marker=os.environ.get(MARKER_ENV), supervisor_pid=int(os.environ.get(SUPERVISOR_ENV) or 0) or None,
+                   host=socket.gethostname())
         conversation.take_inbox(txn)
         history, _ = conversation.read_events(conv_dir)  # what is committed; this transaction adds the rest
         for call in dangling_calls(history + txn.recorded):

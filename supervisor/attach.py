@@ -31,6 +31,33 @@ def output_size(conv_dir: Path) -> int:
         return 0
 
 
+def tail_offset(conv_dir: Path, lines: int, block: int = 65536) -> int:
+    """The offset in output.log where its last `lines` lines begin (read from the end,
+    so a long log costs no more than a short one)."""
+    try:
+        f = open(conv_dir / conversation.OUTPUT_FILE, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        return 0
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        if lines == 0:
+            return end
+        position, seen = end, 0
+        # A last line without its newline yet is a line too.
+        wanted = lines + 1 if end and (f.seek(end - 1), f.read(1))[1] == b"\n" else lines
+        while position > 0:
+            step = min(block, position)
+            position -= step
+            f.seek(position)
+            data = f.read(step)
+            for index in range(len(data) - 1, -1, -1):
+                if data[index] == 10:
+                    seen += 1
+                    if seen == wanted:
+                        return position + index + 1
+        return 0
+
+
 def copy_output(conv_dir: Path, offset: int, out: BinaryIO) -> int:
     """Write output.log's bytes from `offset` on to `out`; return the new offset."""
     try:

@@ -1,0 +1,134 @@
+"""Listing thousands of conversations quickly, with the files still the source of truth.
+
+`$AGENT_HOME/index.json` keeps, for each conversation, its summary (`summary.py`),
+its usage per day and model, and the size and modification time of its history
+when they were taken. A history is only ever appended to, so a conversation whose
+`events.jsonl` has the same size and time is unchanged and its entry is used as it
+is; any other is read again from its files, and the index is rewritten. Deleting
+the index is always safe: the next listing rebuilds it.
+
+Running conversations come from `agent_proc.running` instead (a handful of files,
+not thousands), and each is reconciled, so a run whose process died is never shown
+running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent_proc import conversation, running
+from agent_proc.conversation import ConversationError, State
+from agent_proc.status import Status
+from supervisor.summary import summary
+
+INDEX_FILE = "index.json"
+INDEX_VERSION = 1
+
+
+@dataclass
+class Entry:
+    """One conversation as listings see it."""
+
+    summary: dict[str, Any]
+    usage: dict[str, dict[str, Any]]  # State.usage: totals per "day model"
+    dir: Path
+
+
+def _entry(state: State, conv_dir: Path) -> Entry:
+    return Entry(summary(state), state.usage, conv_dir)
+
+
+def _history_key(conv_dir: Path) -> list[int] | None:
+    try:
+        st = os.stat(conv_dir / conversation.EVENTS_FILE)
+    except FileNotFoundError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _load(home: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads((home / INDEX_FILE).read_bytes())
+        return doc["entries"] if doc.get("version") == INDEX_VERSION else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # missing or damaged: rebuilt from the files
+
+
+def _save(home: Path, entries: dict[str, Any]) -> None:
+    data = json.dumps({"version": INDEX_VERSION, "entries": entries}, separators=(",", ":")).encode()
+    with contextlib.suppress(OSError):  # a read-only home still lists, only more slowly
+        conversation.write_atomic(home / INDEX_FILE, data)
+
+
+def all_entries(home: Path, problems: list[str]) -> list[Entry]:
+    """Every conversation in `home` (in no particular order). A damaged one is left out
+    and described in `problems`."""
+    root = conversation.conversations_root(home)
+    cached = _load(home)
+    fresh: dict[str, Any] = {}
+    entries: list[Entry] = []
+    changed = False
+    for conv_dir in conversation.list_dirs(home):
+        conv_id = conv_dir.name
+        key = _history_key(conv_dir)
+        hit = cached.get(conv_id)
+        if key is not None and hit and hit[0] == key and hit[1]["status"] != Status.RUNNING.value:
+            fresh[conv_id] = hit
+            entries.append(Entry(hit[1], hit[2], root / conv_id))
+            continue
+        if (state := _current(conv_dir, problems)) is None:
+            continue
+        entry = _entry(state, conv_dir)
+        entries.append(entry)
+        if state.status is not Status.RUNNING and key is not None:
+            # The key was taken before reading: a history that grew meanwhile is read again next time.
+            fresh[conv_id] = [key, entry.summary, entry.usage]
+        changed = True
+    if changed or len(fresh) != len(cached):
+        _save(home, fresh)
+    return entries
+
+
+def _current(conv_dir: Path, problems: list[str]) -> State | None:
+    """The state, reconciled if it says running (psutil is imported only then); None
+    if it cannot be read, and why in `problems`."""
+    try:
+        state = conversation.load_state(conv_dir)
+        if state.status is Status.RUNNING:
+            from supervisor import control
+
+            state = control.reconcile(conv_dir)
+    except ConversationError as error:
+        problems.append(str(error))
+        return None
+    return state
+
+
+def running_entries(home: Path, problems: list[str]) -> list[Entry]:
+    """The conversations that are running now."""
+    root = conversation.conversations_root(home)
+    entries = []
+    for conv_id in running.marked_ids(home):
+        conv_dir = root / conv_id
+        if not conv_dir.is_dir():  # removed by hand
+            running.unmark(conv_dir)
+            continue
+        if (state := _current(conv_dir, problems)) is None:
+            continue
+        if state.status is Status.RUNNING:
+            entries.append(_entry(state, conv_dir))
+        else:
+            _forget(conv_dir)
+    return entries
+
+
+def _forget(conv_dir: Path) -> None:
+    """Drop a stopped conversation's leftover running marker, under its lock: a
+    transaction that leaves a conversation stopped removes the marker."""
+    with contextlib.suppress(ConversationError, OSError), conversation.transaction(conv_dir):
+        pass
