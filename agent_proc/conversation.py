@@ -111,13 +111,17 @@ def resolve(id_or_prefix: str, home: Path | None = None) -> Path:
     return root / names[0]
 
 
-def list_dirs(home: Path | None = None) -> list[Path]:
-    root = conversations_root(home)
+def list_ids(home: Path | None = None) -> list[str]:
     try:
-        names = os.listdir(root)
+        names = os.listdir(conversations_root(home))
     except FileNotFoundError:
         return []
-    return [root / n for n in sorted(names) if len(n) == ID_LENGTH and _ID_PREFIX.match(n)]
+    return [n for n in sorted(names) if len(n) == ID_LENGTH and _ID_PREFIX.match(n)]
+
+
+def list_dirs(home: Path | None = None) -> list[Path]:
+    root = conversations_root(home)
+    return [root / n for n in list_ids(home)]
 
 
 # --------------------------------------------------------------------------- state

@@ -53,7 +53,7 @@ def _check_key(key: str) -> str:
 
 def _check_value(key: str, value: str) -> str:
     if len(value) > LABEL_VALUE_MAX or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise BadName(f"invalid value for label {key!r}: at most {LABEL_VALUE_MAX} characters, "
+        raise BadName(f"invalid label value for {key!r}: at most {LABEL_VALUE_MAX} characters, "
                       "no control characters")
     return value
 

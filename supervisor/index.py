@@ -36,16 +36,20 @@ class Entry:
 
     summary: dict[str, Any]
     usage: dict[str, dict[str, Any]]  # State.usage: totals per "day model"
-    dir: Path
+    root: Path  # the conversations directory
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.summary["id"]
 
 
 def _entry(state: State, conv_dir: Path) -> Entry:
-    return Entry(summary(state), state.usage, conv_dir)
+    return Entry(summary(state), state.usage, conv_dir.parent)
 
 
-def _history_key(conv_dir: Path) -> list[int] | None:
+def _history_key(events_path: str) -> list[int] | None:
     try:
-        st = os.stat(conv_dir / conversation.EVENTS_FILE)
+        st = os.stat(events_path)
     except FileNotFoundError:
         return None
     return [st.st_size, st.st_mtime_ns]
@@ -73,14 +77,15 @@ def all_entries(home: Path, problems: list[str]) -> list[Entry]:
     fresh: dict[str, Any] = {}
     entries: list[Entry] = []
     changed = False
-    for conv_dir in conversation.list_dirs(home):
-        conv_id = conv_dir.name
-        key = _history_key(conv_dir)
+    events_file = os.sep + conversation.EVENTS_FILE
+    for conv_id in conversation.list_ids(home):
+        key = _history_key(str(root) + os.sep + conv_id + events_file)  # strings: 10,000 Paths cost 100 ms
         hit = cached.get(conv_id)
         if key is not None and hit and hit[0] == key and hit[1]["status"] != Status.RUNNING.value:
             fresh[conv_id] = hit
-            entries.append(Entry(hit[1], hit[2], root / conv_id))
+            entries.append(Entry(hit[1], hit[2], root))
             continue
+        conv_dir = root / conv_id
         if (state := _current(conv_dir, problems)) is None:
             continue
         entry = _entry(state, conv_dir)
@@ -89,7 +94,7 @@ def all_entries(home: Path, problems: list[str]) -> list[Entry]:
             # The key was taken before reading: a history that grew meanwhile is read again next time.
             fresh[conv_id] = [key, entry.summary, entry.usage]
         changed = True
-    if changed or len(fresh) != len(cached):
+    if changed or any(conv_id not in fresh for conv_id in cached):
         _save(home, fresh)
     return entries
 

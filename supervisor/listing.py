@@ -21,7 +21,7 @@ def use_colour(stream: TextIO) -> bool:
 
 def printable(text: str) -> str:
     """One line with no control characters, so a prompt cannot move the cursor."""
-    return "".join(c if c.isprintable() else "?" for c in text)
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _cost(doc: dict[str, Any]) -> str:

@@ -1,0 +1,339 @@
+"""Operating many runs: names, labels, --exclusive, listings, filters, formats, the one
+JSON shape, prune and cost."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+
+import pytest
+
+from agent_proc import conversation
+from supervisor import outcomes
+from supervisor.summary import FIELDS
+from tests.conftest import finish, slow_text, wait_until
+
+SCRIPTED = ("-m", "openai/scripted")
+
+
+def one_line_error(result) -> str:
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def make(agent, prompt: str = "p", **kwargs) -> str:
+    """A conversation written through the conversation module (no run)."""
+    return conversation.create(model=kwargs.pop("model", "openai/x"), workspace=str(agent.workspace),
+                               base_url=None, prompt=prompt, home=agent.home, **kwargs).name
+
+
+# --------------------------------------------------------------------------- names
+
+
+def test_a_name_works_wherever_an_id_does(agent, serve):
+    server = serve(finish("named answer"))
+    conv_id = agent.start(server, "task", "--name", "nightly-2026.11_28")
+
+    assert agent("wait", "nightly-2026.11_28").returncode == 0
+    assert "named answer" in agent("show", "nightly-2026.11_28").stdout
+    assert json.loads(agent("show", "--json", "nightly-2026.11_28").stdout)["state"]["id"] == conv_id
+    assert agent.events(conv_id, "created")[0]["name"] == "nightly-2026.11_28"
+    assert agent.state(conv_id).name == "nightly-2026.11_28"
+    ps = json.loads(agent("ps", "-a", "--json").stdout)
+    assert ps[0]["name"] == "nightly-2026.11_28"
+
+
+@pytest.mark.parametrize("bad", ["-leading-dash", "has/slash", "space here", "x" * 65, "..", "é"])
+def test_an_invalid_name_is_refused(agent, bad):
+    result = agent("run", *SCRIPTED, "--base-url", "http://127.0.0.1:9", "--name", bad, "task")
+    assert result.returncode == 2
+    assert "invalid name" in one_line_error(result)
+    assert not conversation.list_dirs(agent.home)
+
+
+def test_a_taken_name_is_refused_and_freed_by_rm(agent, serve):
+    server = serve(finish(), finish())
+    first = agent.start(server, "task", "--name", "build")
+    agent("wait", first)
+
+    again = agent("run", *SCRIPTED, "--base-url", server.url, "--name", "build", "task")
+    assert again.returncode == 2
+    assert f"the name 'build' is taken by conversation {first}" in one_line_error(again)
+    assert len(conversation.list_dirs(agent.home)) == 1, "nothing is made for a refused name"
+
+    assert agent("rm", "build").returncode == 0
+    second = agent.start(server, "task", "--name", "build")
+    assert agent("show", "--format", "{id}", "build").stdout.strip() == second
+
+
+def test_two_runs_racing_for_one_name_get_it_once(agent, serve):
+    server = serve(*[finish() for _ in range(6)])
+    racers = [agent.popen("run", "-d", *SCRIPTED, "--base-url", server.url, "--name", "race", "task")
+              for _ in range(6)]
+    results = [(r.wait(60), r.communicate()) for r in racers]
+
+    assert [code for code, _ in results].count(0) == 1, results
+    assert all("is taken" in err for code, (_, err) in results if code != 0)
+    assert len(conversation.list_dirs(agent.home)) == 1
+    agent("wait", "race")
+
+
+def test_an_exact_id_wins_over_a_name_and_a_name_over_a_prefix(agent):
+    target, other = make(agent), make(agent)
+    named = make(agent, name=other[:4])  # a name that is also a prefix of `other`
+    assert agent("show", "--format", "{id}", other[:4]).stdout.strip() == named
+    assert agent("show", "--format", "{id}", other).stdout.strip() == other
+    assert agent("show", "--format", "{id}", target).stdout.strip() == target
+    missing = agent("show", "nosuchname")
+    assert missing.returncode == 2 and "not a conversation id or name" in one_line_error(missing)
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def test_labels_on_run_and_changed_later_are_recorded(agent, serve):
+    server = serve(finish())
+    conv_id = agent.start(server, "task", "-l", "team=infra", "--label", "job=nightly")
+    agent("wait", conv_id)
+    assert agent.state(conv_id).labels == {"team": "infra", "job": "nightly"}
+
+    result = agent("label", conv_id, "priority=high", "job-", "team=infra")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["priority=high", "team=infra"]
+    assert agent.state(conv_id).labels == {"team": "infra", "priority": "high"}
+    changed = agent.events(conv_id, "labels_changed")
+    assert [(e["set"], e["removed"]) for e in changed] == [({"priority": "high"}, ["job"])]
+    assert agent("label", conv_id).stdout.split() == ["priority=high", "team=infra"]  # no change: prints them
+    assert len(agent.events(conv_id, "labels_changed")) == 1
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=v", "a b=c", "k=line\nbreak"])
+def test_an_invalid_label_is_refused(agent, bad):
+    conv_id = make(agent)
+    result = agent("label", conv_id, bad)
+    assert result.returncode == 2 and "invalid label" in one_line_error(result)
+    run = agent("run", *SCRIPTED, "--base-url", "http://127.0.0.1:9", "-l", bad, "task")
+    assert run.returncode == 2 and "invalid label" in one_line_error(run)
+
+
+# --------------------------------------------------------------------------- --exclusive
+
+
+def test_exclusive_does_not_start_beside_a_running_twin(agent, serve):
+    server = serve(slow_text(seconds=30), finish("second"))
+    first = agent.start(server, "task", "-l", "job=nightly", "--name", "n1")
+
+    twin = agent("run", "-d", *SCRIPTED, "--base-url", server.url, "-l", "job=nightly", "--exclusive", "task")
+    assert twin.returncode == outcomes.EXIT_ALREADY_RUNNING == 75
+    assert f"conversation {first} with the same labels job=nightly is running" in one_line_error(twin)
+    same_name = agent("run", "-d", *SCRIPTED, "--base-url", server.url, "--name", "n1", "--exclusive", "task")
+    assert same_name.returncode == 75 and "same name n1" in same_name.stderr
+    assert len(conversation.list_dirs(agent.home)) == 1
+
+    other_labels = agent("run", "-d", *SCRIPTED, "--base-url", server.url, "-l", "job=weekly", "--exclusive", "t")
+    assert other_labels.returncode == 0, other_labels.stderr
+    agent("interrupt", first)
+    agent("wait", other_labels.stdout.strip())
+    after = agent("run", "-d", *SCRIPTED, "--base-url", server.url, "-l", "job=nightly", "--exclusive", "task")
+    assert after.returncode == 0, "a stopped twin does not count"
+    agent("wait", after.stdout.strip())
+
+
+def test_exclusive_needs_a_name_or_labels(agent):
+    result = agent("run", *SCRIPTED, "--base-url", "http://127.0.0.1:9", "--exclusive", "task")
+    assert result.returncode == 2 and "--exclusive needs --name or --label" in one_line_error(result)
+
+
+def test_exclusive_runs_started_at_once_start_once(agent, serve):
+    server = serve(*[slow_text(seconds=30) for _ in range(4)])
+    racers = [agent.popen("run", "-d", *SCRIPTED, "--base-url", server.url, "-l", "job=cron", "--exclusive", "t")
+              for _ in range(4)]
+    codes = sorted(r.wait(60) for r in racers)
+    assert codes == [0, 75, 75, 75]
+    running = agent("ps", "-q").stdout.split()
+    assert len(running) == 1
+    agent("interrupt", running[0])
+
+
+# --------------------------------------------------------------------------- one JSON shape
+
+
+def test_every_command_prints_the_same_summary(agent, serve):
+    server = serve(finish("one"), slow_text(seconds=30), finish("resumed"), finish("again"))
+    docs = {}
+    docs["run --json"] = json.loads(agent("run", "--json", "-q", *SCRIPTED, "--base-url", server.url, "a").stdout)
+    conv_id = docs["run --json"]["id"]
+    docs["run -d --json"] = json.loads(agent("run", "-d", "--json", *SCRIPTED, "--base-url", server.url, "b").stdout)
+    live = docs["run -d --json"]["id"]
+    wait_until(lambda: "think" in agent.output(live))
+    docs["ps --json"] = json.loads(agent("ps", "--json").stdout)[0]
+    docs["interrupt --json"] = json.loads(agent("interrupt", live, "--json").stdout)
+    docs["pause --json"] = json.loads(agent("pause", live, "--json").stdout)
+    docs["send --json"] = json.loads(agent("send", live, "go on", "--json").stdout)
+    docs["resume --json"] = json.loads(agent("resume", "-q", live, "--json").stdout)
+    agent("send", live, "more")
+    docs["resume -d --json"] = json.loads(agent("resume", "-d", live, "--json").stdout)
+    docs["wait --json"] = json.loads(agent("wait", live, "--json").stdout)
+    docs["show --json"] = json.loads(agent("show", live, "--json").stdout)["state"]
+    docs["ps -a jsonl"] = json.loads(agent("ps", "-a", "--format", "jsonl").stdout.splitlines()[0])
+    docs["rm --json"] = json.loads(agent("rm", conv_id, "--json").stdout)[0]
+
+    extras = {"interrupt --json": {"stop"}, "send --json": {"delivered_to"}, "rm --json": {"removed", "freed_bytes"}}
+    for command, doc in docs.items():
+        assert set(doc) == set(FIELDS) | extras.get(command, set()), command
+        assert doc["schema_version"] == 1
+    assert docs["ps --json"]["status"] == "running" and docs["ps --json"]["pid"]
+    assert docs["interrupt --json"]["status"] == "paused" and docs["interrupt --json"]["kind"] == "interrupt"
+    assert docs["interrupt --json"]["stop"]["method"] == "sigint"
+    assert docs["send --json"]["delivered_to"] == "history"
+    assert docs["wait --json"]["final_answer"] == "again" and docs["wait --json"]["host"] == os.uname().nodename
+    assert docs["rm --json"]["removed"] and not conversation.list_dirs(agent.home)[1:]
+
+
+def test_ps_json_shows_why_a_run_failed(agent, serve):
+    server = serve({"status": 400, "error": "bad request"})
+    conv_id = agent.start(server)
+    agent("wait", conv_id)
+    doc = json.loads(agent("ps", "-a", "--json").stdout)[0]
+    assert doc["status"] == "error" and doc["kind"] == "llm" and doc["reason"]
+
+
+# --------------------------------------------------------------------------- listings
+
+
+def test_ps_prints_its_header_even_when_empty(agent):
+    result = agent("ps")
+    assert result.returncode == 0
+    assert result.stdout.split() == ["ID", "NAME", "STATUS", "AGE", "MODEL", "COST", "PROMPT"]
+    assert agent("ps", "--json").stdout.strip() == "[]"
+
+
+def test_ps_newest_first_last_n_and_prompt_cut_to_the_width(agent):
+    ids = [make(agent, prompt=f"prompt number {n} " + "word " * 40 + "\nsecond line") for n in range(4)]
+    listed = agent("ps", "-a", "-q").stdout.split()
+    assert listed == ids[::-1]
+    assert agent("ps", "-n", "2", "-q").stdout.split() == ids[:1:-1]
+
+    narrow = agent("ps", "-a", env={"COLUMNS": "100"}).stdout.splitlines()
+    assert all(len(line) <= 100 for line in narrow), narrow
+    assert narrow[1].endswith("…") and "prompt number 3" in narrow[1] and "second line" not in narrow[1]
+    full = agent("ps", "-a", "--no-trunc", env={"COLUMNS": "100"}).stdout.splitlines()
+    assert full[1].endswith("word") and len(full[1]) > 200
+
+
+def run_on_a_terminal(agent, *args: str, env: dict[str, str] | None = None) -> str:
+    """`agent ARGS` with its stdout on a pseudo-terminal; what it printed."""
+    main, side = pty.openpty()
+    process = subprocess.Popen(agent.command(*args), stdout=side, stderr=subprocess.PIPE,
+                               env={**agent.env, **(env or {})}, cwd=agent.workspace)
+    os.close(side)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    process.wait(30)
+    os.close(main)
+    return b"".join(chunks).decode()
+
+
+def test_status_is_in_colour_on_a_terminal_only(agent):
+    make(agent)
+    assert "\033[2midle\033[0m" in run_on_a_terminal(agent, "ps", "-a")
+    assert "\033[" not in run_on_a_terminal(agent, "ps", "-a", env={"NO_COLOR": "1"})
+    assert "\033[" not in agent("ps", "-a").stdout
+
+
+def test_filters_must_all_hold(agent, serve):
+    server = serve(finish(), {"status": 400, "error": "no"})
+    done = agent.start(server, "task", "-l", "team=infra", "-l", "job=nightly", "--name", "nightly-1")
+    agent("wait", done)
+    failed = agent.start(server, "task", "-l", "team=web")
+    agent("wait", failed)
+    idle = make(agent, model="anthropic/claude", labels={"team": "infra"})
+
+    def ids(*filters: str) -> set[str]:
+        args = [a for f in filters for a in ("--filter", f)]
+        result = agent("ps", "-a", "-q", *args)
+        assert result.returncode == 0, result.stderr
+        return set(result.stdout.split())
+
+    assert ids("label=team") == {done, failed, idle}
+    assert ids("label=team=infra") == {done, idle}
+    assert ids("label=team=infra", "label=job") == {done}
+    assert ids("status=error") == {failed}
+    assert ids("status=finished,error") == {done, failed}
+    assert ids("name=nightly-*") == {done}
+    assert ids("model=anthropic/*") == {idle}
+    assert ids("model=openai/scripted", "label=team=web") == {failed}
+    assert ids("since=1h") == {done, failed, idle}
+    assert ids("until=1h") == set()
+    assert ids("since=2000-01-01", "until=2999-01-01T00:00Z") == {done, failed, idle}
+    # A status filter looks at every conversation, without -a.
+    assert set(agent("ps", "-q", "--filter", "status=idle").stdout.split()) == {idle}
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["ps", "--filter", "colour=red"], "invalid filter 'colour=red'"),
+    (["ps", "--filter", "status=sleeping"], "unknown status 'sleeping'"),
+    (["ps", "--filter", "since=yesterday"], "not a time: 'yesterday'"),
+    (["ps", "--format", "yaml"], "unknown format 'yaml'"),
+    (["ps", "-a", "--format", "{id} {colour}"], "unknown field {colour}"),
+    (["ps", "-a", "--format", "{id.__class__}"], "unknown field {id.__class__}"),
+])
+def test_bad_filters_and_formats_are_one_line(agent, args, expected):
+    make(agent)
+    result = agent(*args)
+    assert result.returncode == 2
+    assert expected in one_line_error(result)
+
+
+def test_templates_and_jsonl(agent, serve):
+    server = serve(finish("the answer"))
+    conv_id = agent.start(server, "task", "-l", "team=infra", "--name", "tpl")
+    agent("wait", conv_id)
+    assert agent("ps", "-a", "--format", r"{id}\t{status}\t{cost_usd}|{labels[team]}").stdout == \
+        f"{conv_id}\tfinished\t|infra\n"
+    lines = agent("ps", "-a", "--format", "jsonl").stdout.splitlines()
+    assert [json.loads(line)["name"] for line in lines] == ["tpl"]
+    assert agent("wait", "tpl", "--format", "{name} {status} {final_answer}").stdout == "tpl finished the answer\n"
+    assert agent("show", "tpl", "--format", "{total_tokens}").stdout.strip().isdigit()
+
+
+# --------------------------------------------------------------------------- show and logs
+
+
+def test_show_hides_bookkeeping_and_dates_its_lines(agent, serve):
+    server = serve(finish("done"))
+    conv_id = agent.start(server)
+    agent("wait", conv_id)
+    day = agent.state(conv_id).created_at[:10]
+
+    history = agent("show", conv_id).stdout.split("history:")[1]
+    assert " started " not in history and "model_call_started" not in history and " exited" not in history
+    assert all(line.startswith(f"{day} ") for line in history.strip().splitlines() if not line.startswith(" "))
+    everything = agent("show", "--all", conv_id).stdout
+    assert "model_call_started" in everything and "started {" in everything
+    tail = agent("show", "--tail", "1", conv_id).stdout.split("history:\n")[1].splitlines()
+    assert len(tail) == 1 and "status running -> finished" in tail[0]
+    doc = json.loads(agent("show", "--json", "--tail", "2", conv_id).stdout)
+    assert [e["type"] for e in doc["events"]] == ["status", "exited"], "JSON keeps every event"
+
+
+def test_logs_tail(agent, serve):
+    server = serve(finish("bye"))
+    conv_id = agent.start(server)
+    agent("wait", conv_id)
+    everything = agent("logs", conv_id).stdout
+    assert len(everything.splitlines()) > 3
+    assert agent("logs", "--tail", "2", conv_id).stdout == "".join(everything.splitlines(keepends=True)[-2:])
+    assert agent("logs", "-n", "0", conv_id).stdout == ""
+    assert agent("logs", "--tail", "1000", conv_id).stdout == everything
