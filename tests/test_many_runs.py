@@ -337,3 +337,125 @@ def test_logs_tail(agent, serve):
     assert agent("logs", "--tail", "2", conv_id).stdout == "".join(everything.splitlines(keepends=True)[-2:])
     assert agent("logs", "-n", "0", conv_id).stdout == ""
     assert agent("logs", "--tail", "1000", conv_id).stdout == everything
+
+
+# --------------------------------------------------------------------------- prune
+
+
+def test_prune_removes_stopped_conversations_only(agent, serve):
+    server = serve(finish(), slow_text(seconds=30))
+    done = agent.start(server, "task", "--name", "old-job")
+    agent("wait", done)
+    live = agent.start(server)
+    fresh_idle = make(agent)  # may be one that `agent run` is starting
+
+    refused = agent("prune")  # not a terminal: -f is needed
+    assert refused.returncode == 2 and "refusing without -f" in one_line_error(refused)
+    assert len(conversation.list_dirs(agent.home)) == 3
+
+    result = agent("prune", "-f")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{done}  old-job  ") and lines[0].endswith("kB")
+    assert lines[-1].startswith("removed 1 conversations, freed ")
+    assert {d.name for d in conversation.list_dirs(agent.home)} == {live, fresh_idle}
+    assert not (agent.home / "names" / "old-job").exists(), "its name is free again"
+    agent("interrupt", live)
+
+    doc = json.loads(agent("prune", "-f", "--json", "--filter", "status=finished").stdout)
+    assert doc["removed"] == [] and doc["freed_bytes"] == 0, "a paused run is not finished"
+    doc = json.loads(agent("prune", "-f", "--json").stdout)
+    assert [d["id"] for d in doc["removed"]] == [live] and doc["freed_bytes"] > 0
+    assert set(doc["removed"][0]) == set(FIELDS) | {"freed_bytes"}
+    assert [d.name for d in conversation.list_dirs(agent.home)] == [fresh_idle]
+
+
+def test_prune_asks_on_a_terminal(agent, serve):
+    server = serve(finish())
+    done = agent.start(server)
+    agent("wait", done)
+    main, side = pty.openpty()
+    process = subprocess.Popen(agent.command("prune"), stdin=side, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=agent.env, cwd=agent.workspace, text=True)
+    os.close(side)
+    os.write(main, b"n\n")
+    out, err = process.communicate(timeout=30)
+    os.close(main)
+    assert process.returncode == 0 and "Remove these 1 conversations?" in err and "nothing removed" in err
+    assert [d.name for d in conversation.list_dirs(agent.home)] == [done]
+
+
+# --------------------------------------------------------------------------- cost
+
+
+def test_cost_totals_by_model_label_name_and_day(agent, serve):
+    usage = {"prompt_tokens": 1000, "completion_tokens": 100}
+    server = serve({**finish("a"), "usage": usage}, {**finish("b"), "usage": usage},
+                   {**finish("c"), "usage": usage}, slow_text(seconds=30, usage=usage))
+    for model, label, name in (("openai/gpt-4o", "job=nightly", "n1"), ("openai/gpt-4o", "job=weekly", "w1"),
+                               ("openai/no-price", "job=nightly", "n2")):
+        result = agent("run", "-q", "-m", model, "--base-url", server.url, "--name", name, "-l", label, "task")
+        assert result.returncode == 0, result.stderr
+    one = 1000 * 2.5e-6 + 100 * 10e-6
+
+    by_model = json.loads(agent("cost", "--json").stdout)
+    assert by_model["by"] == "model" and by_model["schema_version"] == 1
+    groups = {g["model"]: g for g in by_model["groups"]}
+    assert groups["openai/gpt-4o"]["cost_usd"] == pytest.approx(2 * one)
+    assert groups["openai/gpt-4o"]["conversations"] == 2 and groups["openai/gpt-4o"]["prompt_tokens"] == 2000
+    assert groups["openai/no-price"]["unpriced_calls"] == 1 and groups["openai/no-price"]["cost_usd"] == 0
+    assert by_model["total"]["calls"] == 3 and by_model["total"]["cost_usd"] == pytest.approx(2 * one)
+
+    labels = {g["label"]: g for g in json.loads(agent("cost", "--by", "label", "--json").stdout)["groups"]}
+    assert labels["job=nightly"]["conversations"] == 2 and labels["job=weekly"]["cost_usd"] == pytest.approx(one)
+    days = json.loads(agent("cost", "--by", "day", "--format", "json", "--since", "1d").stdout)["groups"]
+    assert [g["day"] for g in days] == [agent.state("n1").created_at[:10]]
+    nightly = json.loads(agent("cost", "--by", "name", "--json", "--filter", "label=job=nightly").stdout)
+    assert [g["name"] for g in nightly["groups"]] == ["n1", "n2"]
+    assert json.loads(agent("cost", "--json", "--until", "2000-01-01").stdout)["total"]["calls"] == 0
+
+    # A call cut off by an interrupt is billed on an estimate, and says so.
+    live = agent.start(server, "task", "-m", "openai/gpt-4o")
+    wait_until(lambda: "think" in agent.output(live))
+    agent("interrupt", live)
+    doc = json.loads(agent("cost", "--json").stdout)
+    assert doc["total"]["estimated_usd"] > 0
+    table = agent("cost").stdout
+    assert "estimated" in table and "1 calls of unknown price" in table and table.splitlines()[-1].startswith("TOTAL")
+    assert json.loads(agent("ps", "-a", "--json", "-n", "1").stdout)[0]["cost_estimated"] is True
+    assert "~$" in agent("ps", "-a", "-n", "1").stdout
+
+
+# --------------------------------------------------------------------------- the index
+
+
+def test_the_index_follows_the_files_and_is_rebuilt_when_lost_or_damaged(agent):
+    conv_id = make(agent, labels={"team": "a"})
+    assert agent("ps", "-a", "--format", "{labels[team]}").stdout == "a\n"
+    index = agent.home / "index.json"
+    assert conv_id in json.loads(index.read_text())["entries"]
+
+    with conversation.transaction(agent.dir(conv_id)) as txn:  # a change made without the CLI
+        txn.record("labels_changed", set={"team": "b"}, removed=[])
+    assert agent("ps", "-a", "--format", "{labels[team]}").stdout == "b\n"
+    index.write_text("{ damaged")
+    assert agent("ps", "-a", "--format", "{labels[team]}").stdout == "b\n"
+    assert json.loads(index.read_text())["entries"][conv_id][1]["labels"] == {"team": "b"}
+    index.unlink()
+    other = make(agent)
+    assert set(agent("ps", "-a", "-q").stdout.split()) == {conv_id, other}
+    conversation.resolve(other, agent.home).rename(agent.home / "elsewhere")  # removed by hand
+    assert agent("ps", "-a", "-q").stdout.split() == [conv_id]
+
+
+def test_a_stale_running_marker_is_dropped(agent, serve):
+    server = serve(slow_text(seconds=30))
+    live = agent.start(server)
+    assert agent("ps", "-q").stdout.split() == [live]
+    marker = agent.home / "running" / live
+    assert marker.exists()
+    agent("interrupt", live)
+    assert not marker.exists(), "the commit that stopped it removed its marker"
+    marker.touch()  # as a crash between the commit and the removal would leave it
+    assert agent("ps", "-q").stdout == ""
+    assert not marker.exists()
