@@ -499,19 +499,29 @@ def show(conv_id: str, show_all: bool, tail: int | None, fmt: str, as_json: bool
 @click.argument("conv_id", metavar="ID")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the run is running.")
 @click.option("-n", "--tail", type=click.IntRange(min=0), help="Start with the last N lines only.")
-def logs(conv_id: str, follow: bool, tail: int | None) -> None:
+@click.option("--since", help="Start with what was printed since then (2h, 10m, or a date and time).")
+@click.option("-t", "--timestamps", is_flag=True, help="Put the time each line was printed in front of it.")
+def logs(conv_id: str, follow: bool, tail: int | None, since: str | None, timestamps: bool) -> None:
     """Print what a run has printed (its progress), like `docker logs`.
 
     \b
     Examples:
       agent logs 3f9a
       agent logs -f --tail 20 nightly
+      agent logs --since 10m --timestamps 3f9a
     """
-    from supervisor import attach, control, processes
+    from supervisor import attach, control, processes, query
 
     conv_dir = _conv_dir(conv_id)
-    out = sys.stdout.buffer
+    out: Any = sys.stdout.buffer
     offset = 0 if tail is None else attach.tail_offset(conv_dir, tail)
+    if since is not None:
+        found = attach.since_offset(conv_dir, query.parse_time(since))
+        if found is None:
+            click.echo("warning: this run's output has no recorded times (an older version); showing all", err=True)
+        offset = max(offset, found or 0)
+    if timestamps:
+        out = attach.Stamped(conv_dir, out, offset)
     if not follow:
         attach.copy_output(conv_dir, offset, out)
         return

@@ -88,6 +88,8 @@ def _rounded(totals: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cost_cell(totals: dict[str, Any]) -> str:
+    if totals["calls"] and totals["unpriced_calls"] == totals["calls"]:
+        return "unknown (no price for these models)"
     text = render.cost(totals["cost_usd"])
     if totals["estimated_usd"]:
         text += f" (~{render.cost(totals['estimated_usd'])} estimated)"

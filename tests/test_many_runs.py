@@ -459,3 +459,24 @@ def test_a_stale_running_marker_is_dropped(agent, serve):
     marker.touch()  # as a crash between the commit and the removal would leave it
     assert agent("ps", "-q").stdout == ""
     assert not marker.exists()
+
+
+def test_logs_since_and_timestamps(agent, serve):
+    server = serve(slow_text("first words\nsecond line\n", seconds=0.5,
+                             tool_calls=[{"name": "terminal", "arguments": {"command": "sleep 1.5"}}]),
+                   finish("bye"))
+    conv_id = agent.start(server)
+    agent("wait", conv_id)
+    text = agent("logs", conv_id).stdout
+    stamped = agent("logs", "-t", conv_id).stdout.splitlines()
+    assert [line[25:] for line in stamped] == text.splitlines(), "the same lines, each after its time"
+    times = [line[:24].strip() for line in stamped]
+    assert all(t.startswith(agent.state(conv_id).created_at[:10]) and t.endswith("Z") for t in times), times
+    assert times == sorted(times)
+    # The lines after the 1.5 s tool call: --since a moment between them shows only those.
+    finished_at = next(t for t, line in zip(times, stamped, strict=True) if "[finished]" in line)
+    late = agent("logs", "--since", finished_at, conv_id).stdout
+    assert late and "[finished] bye" in late and "first words" not in late
+    assert text.endswith(late)
+    assert agent("logs", "--since", "2999-01-01", conv_id).stdout == ""
+    assert agent("logs", "--since", "1h", conv_id).stdout == text
