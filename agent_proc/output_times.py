@@ -39,8 +39,11 @@ class _Recorder:
         if self.line_start:
             starts.pop()  # the line after the last newline begins with the next text
         if starts:
-            with open(self.path, "a", encoding="ascii") as f:
-                f.write("".join(f"{start} {now}\n" for start in starts))
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, "".join(f"{start} {now}\n" for start in starts).encode())
+            finally:
+                os.close(fd)
 
 
 _recorder: _Recorder | None = None

@@ -480,3 +480,15 @@ def test_logs_since_and_timestamps(agent, serve):
     assert text.endswith(late)
     assert agent("logs", "--since", "2999-01-01", conv_id).stdout == ""
     assert agent("logs", "--since", "1h", conv_id).stdout == text
+
+
+def test_the_home_indexes_are_private_too(agent, serve):
+    server = serve(finish())
+    conv_id = agent.start(server, "task", "--name", "private", "-l", "a=b", "--exclusive")
+    agent("wait", conv_id)
+    agent("ps", "-a")
+    made = {p.name for p in agent.home.iterdir()}
+    assert {"names", "names.lock", "running", "index.json", "exclusive.lock"} <= made
+    for path in agent.home.rglob("*"):
+        mode = path.stat().st_mode & 0o777
+        assert mode & 0o077 == 0, (path, oct(mode))
