@@ -108,10 +108,22 @@ def _current(conv_dir: Path, problems: list[str]) -> State | None:
             from supervisor import control
 
             state = control.reconcile(conv_dir)
+        if not state.prompt:  # recorded by an older version, which kept no preview
+            state.prompt = _first_prompt(conv_dir)
     except ConversationError as error:
         problems.append(str(error))
         return None
     return state
+
+
+def _first_prompt(conv_dir: Path) -> str:
+    events, _ = conversation.read_events(conv_dir)
+    for event in events:
+        if event["type"] == "user_message" and event.get("source") == "prompt":
+            preview = State(id="")
+            conversation.apply_event(preview, event)
+            return preview.prompt
+    return ""
 
 
 def running_entries(home: Path, problems: list[str]) -> list[Entry]:

@@ -33,7 +33,8 @@ def table(rows: list[list[str]]) -> str:
 def state_header(state: State) -> str:
     m, r = state.metrics, state.runtime
     lines = [
-        f"id:          {state.id}",
+        f"id:          {state.id}" + (f"  (name {state.name})" if state.name else ""),
+        *([f"labels:      {', '.join(f'{k}={v}' for k, v in sorted(state.labels.items()))}"] if state.labels else []),
         f"status:      {state.status.value}" + (f" ({state.status_reason})" if state.status_reason else ""),
         f"model:       {state.model}  at {state.base_url}",
         f"workspace:   {state.workspace}",

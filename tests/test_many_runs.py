@@ -39,7 +39,8 @@ def test_a_name_works_wherever_an_id_does(agent, serve):
     conv_id = agent.start(server, "task", "--name", "nightly-2026.11_28")
 
     assert agent("wait", "nightly-2026.11_28").returncode == 0
-    assert "named answer" in agent("show", "nightly-2026.11_28").stdout
+    shown = agent("show", "nightly-2026.11_28").stdout
+    assert "named answer" in shown and f"id:          {conv_id}  (name nightly-2026.11_28)" in shown
     assert json.loads(agent("show", "--json", "nightly-2026.11_28").stdout)["state"]["id"] == conv_id
     assert agent.events(conv_id, "created")[0]["name"] == "nightly-2026.11_28"
     assert agent.state(conv_id).name == "nightly-2026.11_28"
@@ -492,3 +493,22 @@ def test_the_home_indexes_are_private_too(agent, serve):
     for path in agent.home.rglob("*"):
         mode = path.stat().st_mode & 0o777
         assert mode & 0o077 == 0, (path, oct(mode))
+
+
+def test_a_conversation_recorded_before_names_and_usage_is_listed_and_costed(agent):
+    """State written by the previous version: no prompt preview, name, labels or usage."""
+    conv_id = make(agent, prompt="an old prompt\nwith two lines")
+    with conversation.transaction(agent.dir(conv_id)) as txn:
+        txn.record("model_message", content="x", usage={"prompt_tokens": 10, "completion_tokens": 2}, cost=0.5,
+                   model="openai/x", outcome="complete", partial=False)
+    state_file = agent.dir(conv_id) / "state.json"
+    old = json.loads(state_file.read_text())
+    for field in ("name", "labels", "prompt", "usage"):
+        del old[field]
+    state_file.write_text(json.dumps(old))
+
+    doc = json.loads(agent("ps", "-a", "--json").stdout)[0]
+    assert doc["prompt"] == "an old prompt" and doc["name"] is None and doc["labels"] == {}
+    total = json.loads(agent("cost", "--json").stdout)["total"]
+    assert total["cost_usd"] == 0.5 and total["calls"] == 1 and total["prompt_tokens"] == 10
+    assert "an old prompt" in agent("ps", "-a").stdout
