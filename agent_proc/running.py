@@ -22,9 +22,14 @@ def _marker(conv_dir: Path) -> Path:
 
 
 def mark(conv_dir: Path) -> None:
+    """Called at every commit of a running conversation: one open of an existing file."""
     path = _marker(conv_dir)
-    path.parent.mkdir(exist_ok=True, mode=0o700)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        path.parent.mkdir(exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
 
 
 def unmark(conv_dir: Path) -> None:

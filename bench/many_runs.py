@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -121,10 +122,21 @@ def make_home(home: Path, count: int) -> None:
         os.fsync, conversation.now_iso = real_fsync, real_now
 
 
-def timed(args: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+def timed(args: list[str], env: dict[str, str]) -> tuple[float, float, subprocess.CompletedProcess[bytes]]:
+    """Wall time and CPU time (user + system) of one command, in ms. On a busy machine
+    the CPU time is the steadier measure of the work a command does."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "supervisor", *args], env=env, capture_output=True)
-    return (time.perf_counter() - began) * 1000, result
+    wall = (time.perf_counter() - began) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+    return wall, cpu, result
+
+
+def median_p95(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 def main() -> int:
@@ -144,22 +156,24 @@ def main() -> int:
     env = {**os.environ, "AGENT_HOME": str(home), "PYTHONPATH": str(REPO), "COLUMNS": "120"}
     try:
         (home / "index.json").unlink(missing_ok=True)
-        cold, result = timed(["ps", "-a", "-q"], env)
+        cold, _, result = timed(["ps", "-a", "-q"], env)
         listed = len(result.stdout.split())
         print(f"{len(conversation.list_dirs(home))} conversations, {listed} listed by ps -a; "
               f"first listing (builds the index): {cold:.0f} ms")
-        print(f"{'command':<34}{'median ms':>10}{'p95 ms':>10}{'lines':>8}")
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(f"{'command':<34}{'wall median':>12}{'p95':>7}{'cpu median':>12}{'p95':>7}{'lines':>8}  (ms)")
         for what, command in COMMANDS:
-            times = []
+            walls, cpus = [], []
             for _ in range(args.samples):
-                took, result = timed(command, env)
+                wall, cpu, result = timed(command, env)
                 if result.returncode != 0:
                     print(f"{what}: exit {result.returncode}: {result.stderr.decode()[-300:]}")
                     return 1
-                times.append(took)
-            times.sort()
-            p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
-            print(f"{what:<34}{statistics.median(times):>10.0f}{p95:>10.0f}{len(result.stdout.splitlines()):>8}")
+                walls.append(wall)
+                cpus.append(cpu)
+            (wall_median, wall_p95), (cpu_median, cpu_p95) = median_p95(walls), median_p95(cpus)
+            print(f"{what:<34}{wall_median:>12.0f}{wall_p95:>7.0f}{cpu_median:>12.0f}{cpu_p95:>7.0f}"
+                  f"{len(result.stdout.splitlines()):>8}")
     finally:
         for sleeper in sleepers:
             sleeper.kill()

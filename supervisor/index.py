@@ -93,7 +93,7 @@ def all_entries(home: Path, problems: list[str]) -> list[Entry]:
         if state.status is not Status.RUNNING and key is not None:
             # The key was taken before reading: a history that grew meanwhile is read again next time.
             fresh[conv_id] = [key, entry.summary, entry.usage]
-        changed = True
+            changed = True
     if changed or any(conv_id not in fresh for conv_id in cached):
         _save(home, fresh)
     return entries
