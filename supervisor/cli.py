@@ -68,7 +68,7 @@ def cli() -> None:
 
     Each run is a child process; its conversation lives under $AGENT_HOME
     (default ~/.local/state/agent), so any shell can act on it. Ids may be
-    shortened to any unique prefix.
+    shortened to any unique prefix, or replaced by the name given with --name.
 
     \b
     Examples:
