@@ -447,12 +447,15 @@ def ps(show_all: bool, quiet: bool, last: int | None, no_trunc: bool, filters: t
     problems: list[str] = []
     everything = show_all or last is not None or (chosen.statuses is not None and chosen.statuses != {"running"})
     entries = index.all_entries(home, problems) if everything else index.running_entries(home, problems)
-    docs = sorted((e.summary for e in entries if chosen(e.summary)), key=lambda d: (d["created_at"], d["id"]),
-                  reverse=True)[:last]
+    entries = sorted((e for e in entries if chosen(e.summary)),
+                     key=lambda e: (e.summary["created_at"], e.summary["id"]), reverse=True)[:last]
+    docs = [e.summary for e in entries]
+    fmt = "json" if as_json else fmt
     if quiet:
         _echo("\n".join(d["id"] for d in docs))
     else:
-        fmt = "json" if as_json else fmt
+        if fmt != "table":
+            index.complete(entries)
         _echo(query.format_many(docs, fmt, lambda: listing.ps_table(
             docs, colour=listing.use_colour(sys.stdout), truncate=not no_trunc)))
     for problem in problems:
@@ -718,6 +721,8 @@ def prune(filters: tuple[str, ...], force: bool, as_json: bool) -> None:
     found = [e for e in index.all_entries(conversation.agent_home(), problems)
              if chosen(e.summary) and pruning.removable(e.summary)]
     found.sort(key=lambda e: e.summary["created_at"])
+    if as_json:
+        index.complete(found)
     for problem in problems:
         click.echo(f"warning: {problem}", err=True)
     if found and not force:

@@ -28,6 +28,8 @@ from supervisor.summary import summary
 
 INDEX_FILE = "index.json"
 INDEX_VERSION = 1
+# Summary fields of any length, left out of the index so that it stays small; `complete` reads them.
+UNCACHED = ("final_answer",)
 
 
 @dataclass
@@ -92,11 +94,22 @@ def all_entries(home: Path, problems: list[str]) -> list[Entry]:
         entries.append(entry)
         if state.status is not Status.RUNNING and key is not None:
             # The key was taken before reading: a history that grew meanwhile is read again next time.
-            fresh[conv_id] = [key, entry.summary, entry.usage]
+            fresh[conv_id] = [key, {k: v for k, v in entry.summary.items() if k not in UNCACHED}, entry.usage]
             changed = True
     if changed or any(conv_id not in fresh for conv_id in cached):
         _save(home, fresh)
     return entries
+
+
+def complete(entries: list[Entry]) -> None:
+    """Fill in the summary fields the index leaves out (for JSON output), from the files."""
+    for entry in entries:
+        if any(field not in entry.summary for field in UNCACHED):
+            try:
+                state = conversation.load_state(entry.dir)
+            except ConversationError:
+                continue  # removed or damaged since it was listed: shown without them
+            entry.summary.update({field: summary(state)[field] for field in UNCACHED})
 
 
 def _current(conv_dir: Path, problems: list[str]) -> State | None:

@@ -303,6 +303,9 @@ def test_templates_and_jsonl(agent, serve):
     agent("wait", conv_id)
     assert agent("ps", "-a", "--format", r"{id}\t{status}\t{cost_usd}|{labels[team]}").stdout == \
         f"{conv_id}\tfinished\t|infra\n"
+    for _ in range(2):  # read from the files, then from the index, which leaves answers out
+        assert agent("ps", "-a", "--format", "{final_answer}").stdout == "the answer\n"
+    assert "final_answer" not in json.loads((agent.home / "index.json").read_text())["entries"][conv_id][1]
     lines = agent("ps", "-a", "--format", "jsonl").stdout.splitlines()
     assert [json.loads(line)["name"] for line in lines] == ["tpl"]
     assert agent("wait", "tpl", "--format", "{name} {status} {final_answer}").stdout == "tpl finished the answer\n"
