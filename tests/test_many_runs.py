@@ -515,3 +515,15 @@ def test_a_conversation_recorded_before_names_and_usage_is_listed_and_costed(age
     total = json.loads(agent("cost", "--json").stdout)["total"]
     assert total["cost_usd"] == 0.5 and total["calls"] == 1 and total["prompt_tokens"] == 10
     assert "an old prompt" in agent("ps", "-a").stdout
+
+
+def test_logs_follow_with_timestamps(agent, serve):
+    server = serve(slow_text("streamed words\n" * 6, seconds=1.5))  # no tool call: the text is the answer
+    conv_id = agent.start(server)
+    follower = agent.popen("logs", "-f", "-t", "--tail", "0", conv_id)
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    lines = out.splitlines()
+    assert any(line[25:].startswith("[finished] streamed words") for line in lines), out
+    assert len(lines) >= 12, "the streamed lines, then the answer"
+    assert all(line[:4] == agent.state(conv_id).created_at[:4] and line[23:25] == "Z " for line in lines), lines
