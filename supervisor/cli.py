@@ -395,13 +395,17 @@ def send(conv_id: str, message: str, as_json: bool) -> None:
         click.echo("stored: it is sent to the model when the conversation is resumed", err=True)
 
 
+def _check_format(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from supervisor.query import check_format  # only when a command runs: start-up stays light
+
+    return check_format(value)
+
+
 def _format_option(command: Any) -> Any:
     """`--format table|json|jsonl|TEMPLATE` and `--json` (the same as --format json)."""
-    from supervisor.query import check_format
-
     command = click.option("--json", "as_json", is_flag=True, help="Print JSON (the same as --format json).")(command)
     return click.option("--format", "fmt", default="table", show_default=True, metavar="FORMAT",
-                        callback=lambda ctx, param, value: check_format(value),
+                        callback=_check_format,
                         help="table, json, jsonl, or a template of JSON field names: '{id} {status} {cost_usd}'.",
                         )(command)
 
