@@ -494,7 +494,7 @@ def show(conv_id: str, show_all: bool, tail: int | None, fmt: str, as_json: bool
     events, _ = conversation.read_events(conv_dir)
     shown = events if show_all else [e for e in events if e["type"] not in render.BOOKKEEPING_EVENTS]
     if tail is not None:
-        events, shown = events[len(events) - tail:], shown[len(shown) - tail:]
+        events, shown = events[max(0, len(events) - tail):], shown[max(0, len(shown) - tail):]
     pending = conversation.pending_messages(conv_dir)
     doc = {"state": summary(state), "settings": dataclasses.asdict(state.settings),
            "runtime": dataclasses.asdict(state.runtime), "events": events, "pending_messages": pending}

@@ -326,6 +326,8 @@ def test_show_hides_bookkeeping_and_dates_its_lines(agent, serve):
     assert all(line.startswith(f"{day} ") for line in history.strip().splitlines() if not line.startswith(" "))
     everything = agent("show", "--all", conv_id).stdout
     assert "model_call_started" in everything and "started {" in everything
+    shown = [e for e in agent.events(conv_id) if e["type"] not in ("started", "exited", "model_call_started")]
+    assert agent("show", "--tail", str(len(shown) + 1), conv_id).stdout.split("history:")[1] == history
     tail = agent("show", "--tail", "1", conv_id).stdout.split("history:\n")[1].splitlines()
     assert len(tail) == 1 and "status running -> finished" in tail[0]
     doc = json.loads(agent("show", "--json", "--tail", "2", conv_id).stdout)
