@@ -58,13 +58,17 @@ Predicate = Callable[[dict[str, Any]], bool]
 
 @dataclass
 class Filters:
-    """All of the `--filter`s given: a conversation is chosen when every one holds."""
+    """All of the `--filter`s given. As with `docker ps`, filters on different keys
+    must all hold, and so must several label=, since= or until= filters; several
+    status=, name= or model= filters are alternatives (status=paused status=error)."""
 
-    predicates: list[Predicate]
-    statuses: set[str] | None  # the statuses a `status=` filter allows, if one was given
+    predicates: list[Predicate]  # each must hold
+    alternatives: dict[str, list[Predicate]]  # per key, one of them must hold
+    statuses: set[str] | None  # the statuses status= filters allow, if any was given
 
     def __call__(self, doc: dict[str, Any]) -> bool:
-        return all(p(doc) for p in self.predicates)
+        return all(p(doc) for p in self.predicates) and all(
+            any(p(doc) for p in either) for either in self.alternatives.values())
 
 
 def _matcher(pattern: str) -> Callable[[str | None], bool]:
@@ -108,6 +112,7 @@ def parse_filters(texts: Iterable[str], now: datetime | None = None) -> Filters:
     model= (exact or a shell pattern), label=KEY, label=KEY=VALUE, since=, until=
     (when the conversation was made)."""
     predicates: list[Predicate] = []
+    alternatives: dict[str, list[Predicate]] = {}
     statuses: set[str] | None = None
     for text in texts:
         key, sep, value = text.partition("=")
@@ -115,15 +120,15 @@ def parse_filters(texts: Iterable[str], now: datetime | None = None) -> Filters:
             raise QueryError(f"invalid filter {text!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}")
         if key == "status":
             predicate, allowed = _status_filter(value)
-            statuses = allowed if statuses is None else statuses & allowed
+            statuses = (statuses or set()) | allowed
+            alternatives.setdefault(key, []).append(predicate)
         elif key == "label":
-            predicate = _label_filter(value)
+            predicates.append(_label_filter(value))
         elif key in ("since", "until"):
-            predicate = _time_filter(key, value, now)
+            predicates.append(_time_filter(key, value, now))
         else:
-            predicate = _field_filter(key, value)
-        predicates.append(predicate)
-    return Filters(predicates, statuses)
+            alternatives.setdefault(key, []).append(_field_filter(key, value))
+    return Filters(predicates, alternatives, statuses)
 
 
 # --------------------------------------------------------------------------- formats
