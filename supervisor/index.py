@@ -60,9 +60,16 @@ def _history_key(events_path: str) -> list[int] | None:
 def _load(home: Path) -> dict[str, Any]:
     try:
         doc = json.loads((home / INDEX_FILE).read_bytes())
-        return doc["entries"] if doc.get("version") == INDEX_VERSION else {}
+        entries = doc["entries"] if doc.get("version") == INDEX_VERSION else {}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}  # missing or damaged: rebuilt from the files
+    return entries if isinstance(entries, dict) else {}
+
+
+def _fresh(hit: Any, key: list[int] | None) -> bool:
+    """Whether a cached entry (`[key, summary, usage]`) is for this very history."""
+    return (key is not None and isinstance(hit, list) and len(hit) == 3 and hit[0] == key
+            and isinstance(hit[1], dict) and hit[1].get("status") != Status.RUNNING.value)
 
 
 def _save(home: Path, entries: dict[str, Any]) -> None:
@@ -83,7 +90,7 @@ def all_entries(home: Path, problems: list[str]) -> list[Entry]:
     for conv_id in conversation.list_ids(home):
         key = _history_key(str(root) + os.sep + conv_id + events_file)  # strings: 10,000 Paths cost 100 ms
         hit = cached.get(conv_id)
-        if key is not None and hit and hit[0] == key and hit[1]["status"] != Status.RUNNING.value:
+        if _fresh(hit, key):
             fresh[conv_id] = hit
             entries.append(Entry(hit[1], hit[2], root))
             continue

@@ -448,8 +448,9 @@ def test_the_index_follows_the_files_and_is_rebuilt_when_lost_or_damaged(agent):
     with conversation.transaction(agent.dir(conv_id)) as txn:  # a change made without the CLI
         txn.record("labels_changed", set={"team": "b"}, removed=[])
     assert agent("ps", "-a", "--format", "{labels[team]}").stdout == "b\n"
-    index.write_text("{ damaged")
-    assert agent("ps", "-a", "--format", "{labels[team]}").stdout == "b\n"
+    for damage in ("{ damaged", '{"version": 1, "entries": []}', f'{{"version": 1, "entries": {{"{conv_id}": 7}}}}'):
+        index.write_text(damage)
+        assert agent("ps", "-a", "--format", "{labels[team]}").stdout == "b\n", damage
     assert json.loads(index.read_text())["entries"][conv_id][1]["labels"] == {"team": "b"}
     index.unlink()
     other = make(agent)
