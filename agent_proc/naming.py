@@ -27,6 +27,7 @@ _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 LABEL_KEY_MAX = 63
 LABEL_VALUE_MAX = 256
 _LABEL_KEY = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_./-]*$")
+_ID = re.compile(r"^[0-9a-f]{12}$")  # what a names/ file holds; anything else is ignored
 
 
 class BadName(ValueError):
@@ -106,9 +107,10 @@ def owner(name: str, home: Path) -> str | None:
     if not _NAME.match(name) or len(name) > NAME_MAX:
         return None
     try:
-        return (home / NAMES_DIR / name).read_text().strip() or None
-    except (FileNotFoundError, NotADirectoryError):
+        held = (home / NAMES_DIR / name).read_text().strip()
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
         return None
+    return held if _ID.match(held) else None
 
 
 def claim(name: str, conv_id: str, home: Path, conversations: Path) -> None:
@@ -120,10 +122,9 @@ def claim(name: str, conv_id: str, home: Path, conversations: Path) -> None:
     check_name(name)
     with _names_locked(home) as names:
         path = names / name
-        with contextlib.suppress(FileNotFoundError):
-            holder = path.read_text().strip()
-            if holder and (conversations / holder).is_dir():
-                raise NameTaken(f"the name {name!r} is taken by conversation {holder}")
+        holder = owner(name, home)
+        if holder and (conversations / holder).is_dir():
+            raise NameTaken(f"the name {name!r} is taken by conversation {holder}")
         fd = os.open(path.with_name(f".{name}.tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, conv_id.encode())

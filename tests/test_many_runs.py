@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import shutil
 import subprocess
 
 import pytest
@@ -89,6 +90,10 @@ def test_an_exact_id_wins_over_a_name_and_a_name_over_a_prefix(agent):
     assert agent("show", "--format", "{id}", other[:4]).stdout.strip() == named
     assert agent("show", "--format", "{id}", other).stdout.strip() == other
     assert agent("show", "--format", "{id}", target).stdout.strip() == target
+    # A damaged names file leads nowhere, even to a readable conversation outside conversations/.
+    shutil.copytree(agent.dir(target), agent.home / "outside")
+    (agent.home / "names" / "escape").write_text("../outside")
+    assert agent("show", "escape").returncode == 2
     missing = agent("show", "nosuchname")
     assert missing.returncode == 2 and "not a conversation id or name" in one_line_error(missing)
 
