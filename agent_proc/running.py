@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 RUNNING_DIR = "running"
+_ID = re.compile(r"^[0-9a-f]{12}$")
 
 
 def _marker(conv_dir: Path) -> Path:
@@ -39,6 +41,6 @@ def unmark(conv_dir: Path) -> None:
 
 def marked_ids(home: Path) -> list[str]:
     try:
-        return [n for n in os.listdir(home / RUNNING_DIR) if not n.startswith(".")]
+        return [n for n in os.listdir(home / RUNNING_DIR) if _ID.match(n)]
     except FileNotFoundError:
         return []
