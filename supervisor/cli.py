@@ -468,9 +468,9 @@ def _format_option(command: Any) -> Any:
 
 def _filter_option(command: Any) -> Any:
     return click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
-                        help="Only conversations where this holds: status=, name=, label=KEY, label=KEY=VALUE, "
-                             "model=, since=, until= (2h, 7d or a date). Repeatable: different keys must all "
-                             "hold; the same status=, name= or model= twice means either.")(command)
+                        help="Only conversations where this holds: status= (status=paused,error for either), "
+                             "name=, label=KEY, label=KEY=VALUE, model=, since=, until= (2h, 7d or a date). "
+                             "Repeatable: all must hold.")(command)
 
 
 def _echo(text: str) -> None:

@@ -38,9 +38,12 @@ def iso(moment: datetime) -> str:
 
 
 def parse_time(text: str, now: datetime | None = None) -> str:
-    """`2h`, `7d`, `30m`, `45s`, `1w` (that long ago), or a date or time (`2026-11-27`,
-    `2026-11-27T14:00`, local time unless it names a zone); as an ISO time in UTC."""
+    """`now`, `2h`, `7d`, `30m`, `45s`, `1w` (that long ago), or a date or time
+    (`2026-11-27`, `2026-11-27T14:00`, local time unless it names a zone); as an ISO
+    time in UTC."""
     now = now or datetime.now(timezone.utc)
+    if text.strip() == "now":
+        return iso(now)
     if match := _DURATION.match(text.strip()):
         return iso(now - timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]]))
     try:
@@ -58,17 +61,15 @@ Predicate = Callable[[dict[str, Any]], bool]
 
 @dataclass
 class Filters:
-    """All of the `--filter`s given. As with `docker ps`, filters on different keys
-    must all hold, and so must several label=, since= or until= filters; several
-    status=, name= or model= filters are alternatives (status=paused status=error)."""
+    """All of the `--filter`s given: a conversation is chosen when every one holds
+    (`status=paused,error` with commas for either of several statuses). `agent
+    events` follows the same rules (`supervisor/filters.py`)."""
 
-    predicates: list[Predicate]  # each must hold
-    alternatives: dict[str, list[Predicate]]  # per key, one of them must hold
-    statuses: set[str] | None  # the statuses status= filters allow, if any was given
+    predicates: list[Predicate]
+    statuses: set[str] | None  # the statuses the status= filters allow together, if any was given
 
     def __call__(self, doc: dict[str, Any]) -> bool:
-        return all(p(doc) for p in self.predicates) and all(
-            any(p(doc) for p in either) for either in self.alternatives.values())
+        return all(p(doc) for p in self.predicates)
 
 
 def _matcher(pattern: str) -> Callable[[str | None], bool]:
@@ -112,7 +113,6 @@ def parse_filters(texts: Iterable[str], now: datetime | None = None) -> Filters:
     model= (exact or a shell pattern), label=KEY, label=KEY=VALUE, since=, until=
     (when the conversation was made)."""
     predicates: list[Predicate] = []
-    alternatives: dict[str, list[Predicate]] = {}
     statuses: set[str] | None = None
     for text in texts:
         key, sep, value = text.partition("=")
@@ -120,15 +120,15 @@ def parse_filters(texts: Iterable[str], now: datetime | None = None) -> Filters:
             raise QueryError(f"invalid filter {text!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}")
         if key == "status":
             predicate, allowed = _status_filter(value)
-            statuses = (statuses or set()) | allowed
-            alternatives.setdefault(key, []).append(predicate)
+            statuses = allowed if statuses is None else statuses & allowed
         elif key == "label":
-            predicates.append(_label_filter(value))
+            predicate = _label_filter(value)
         elif key in ("since", "until"):
-            predicates.append(_time_filter(key, value, now))
+            predicate = _time_filter(key, value, now)
         else:
-            alternatives.setdefault(key, []).append(_field_filter(key, value))
-    return Filters(predicates, alternatives, statuses)
+            predicate = _field_filter(key, value)
+        predicates.append(predicate)
+    return Filters(predicates, statuses)
 
 
 # --------------------------------------------------------------------------- formats

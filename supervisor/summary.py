@@ -19,7 +19,7 @@ FIELDS = (
     "schema_version", "id", "name", "labels", "status", "reason", "kind", "model", "base_url", "workspace",
     "prompt", "created_at", "updated_at", "started_at", "ended_at", "pid", "supervisor_pid", "host", "exit_code",
     "cost_usd", "cost_estimated", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
-    "total_tokens", "model_calls", "tool_calls", "iterations", "events_seq", "final_answer",
+    "total_tokens", "model_calls", "http_attempts", "tool_calls", "iterations", "events_seq", "final_answer",
 )
 
 
@@ -55,6 +55,7 @@ def summary(state: State) -> dict[str, Any]:
         "reasoning_tokens": m.reasoning_tokens,
         "total_tokens": m.prompt_tokens + m.completion_tokens,
         "model_calls": m.model_calls,
+        "http_attempts": m.http_attempts,
         "tool_calls": m.tool_calls,
         "iterations": m.iterations,
         "events_seq": state.events_seq,
