@@ -46,7 +46,8 @@ MODELS = ["openai/gpt-4o", "openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5", 
 TEAMS = ["infra", "web", "data", "ml"]
 RUNNING = 5
 
-# What is timed: (what, arguments). `agent events` start-up joins here once it exists.
+# What is timed: (what, arguments). A command added here is timed over the same home;
+# `agent events` start-up is timed by bench/events_latency.py.
 COMMANDS: list[tuple[str, list[str]]] = [
     ("ps", ["ps"]),
     ("ps -a", ["ps", "-a"]),
