@@ -14,7 +14,7 @@ import codecs
 import os
 import re
 import sys
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -66,9 +66,10 @@ class Display:
     """A stream that shows a run's output (bytes, as written to output.log) and the
     supervisor's own status lines, which always start on a line of their own."""
 
-    def __init__(self, stream: BinaryIO | None) -> None:
+    def __init__(self, stream: BinaryIO | Any | None, *, escaping: bool | None = None) -> None:
         self.stream = stream
-        self.escaping = stream is not None and is_terminal(stream)
+        # `escaping` for a stream that wraps a terminal but cannot say so itself
+        self.escaping = stream is not None and (is_terminal(stream) if escaping is None else escaping)
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
         self.at_line_start = True
 
