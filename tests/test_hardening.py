@@ -335,7 +335,7 @@ def test_28_stop_signals_blocked_by_whoever_started_agent_are_unblocked(agent, s
     assert blocked_signals(state.runtime.pid) & STOP_SIGNAL_BITS == 0
     assert blocked_signals(state.runtime.supervisor_pid) & STOP_SIGNAL_BITS == 0
 
-    report = json.loads(agent("interrupt", conv_id, "--json").stdout)
+    report = json.loads(agent("interrupt", conv_id, "--json").stdout)["stop"]
 
     assert report["method"] == "sigint" and report["signals"] == ["SIGINT"], report
 
@@ -366,7 +366,7 @@ def test_29_the_stop_keeps_killing_until_no_process_of_the_run_is_left(agent, se
     wait_until(trace.exists)
     assert still_forking(trace)
 
-    report = json.loads(agent("interrupt", conv_id, "--json").stdout)
+    report = json.loads(agent("interrupt", conv_id, "--json").stdout)["stop"]
 
     assert report["survivors"] == [], report
     assert not still_forking(trace), "a process that forks in a loop outlived the stop"
@@ -573,7 +573,7 @@ def test_33_a_reader_that_goes_away_changes_no_exit_code_and_stops_no_run(agent,
                          stdout=out, stderr=err, env=agent.env, cwd=agent.workspace, timeout=60)
     os.close(out)
     os.close(err)
-    conv_id = agent("ps", "-a", "-q").stdout.split()[-1]
+    conv_id = agent("ps", "-a", "-q").stdout.split()[0]  # the newest
     assert ran.returncode == 0, agent.output(conv_id)
     assert agent.state(conv_id).final_answer == "three"
 
