@@ -616,7 +616,8 @@ def ps(show_all: bool, quiet: bool, last: int | None, no_trunc: bool, filters: t
         if fmt != "table":
             index.complete(entries)
         _echo(query.format_many(docs, fmt, lambda: listing.ps_table(
-            docs, colour=listing.use_colour(sys.stdout), truncate=not no_trunc)), exact=fmt == "json")
+            docs, colour=listing.use_colour(sys.stdout), truncate=not no_trunc)),
+              exact=fmt in ("json", "table"))  # the table makes its cells printable and colours itself
     for problem in problems:
         terminal.echo(f"warning: {problem}", err=True)
 
