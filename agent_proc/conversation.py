@@ -147,6 +147,9 @@ class Settings:
     on_timeout: str = "retry"  # what a timed-out call does next: one of ON_TIMEOUT_CHOICES
     run_timeout: float | None = None  # wall-clock limit on one start of the run, enforced from outside
     max_cost: float | None = None  # USD; the run stops before a call that would exceed it
+    sandbox: str = "workspace"  # where tools run: "workspace", "read-only" or "off" (agent_proc/sandbox.py)
+    network: bool = True  # whether sandboxed tools reach the network (off: loopback only)
+    writable: list[str] = field(default_factory=list)  # more places sandboxed tools may write to
 
 
 @dataclass

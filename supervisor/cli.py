@@ -170,6 +170,54 @@ def _limits(command: Any) -> Any:
     return command
 
 
+def _sandbox_options(*, from_env: bool) -> Any:
+    """--sandbox, --network and --writable: where the run's commands may reach. `run` also
+    reads them from AGENT_SANDBOX, AGENT_NETWORK and AGENT_WRITABLE; `resume` keeps what
+    the run had unless told otherwise."""
+    from agent_proc.sandbox import MODES, NETWORK_CHOICES
+
+    def env(name: str) -> str | None:
+        return name if from_env else None
+
+    def if_given(convert: Any) -> Any:
+        return lambda ctx, param, value: convert(value) if value not in (None, ()) else None
+
+    options = [
+        click.option("--sandbox", type=click.Choice(MODES), envvar=env("AGENT_SANDBOX"),
+                     help="Where the model's commands may write: the workspace and a private /tmp, only /tmp "
+                          "(read-only), or anywhere, unconfined (off).  [default: workspace]"),
+        click.option("--network", type=click.Choice(NETWORK_CHOICES), envvar=env("AGENT_NETWORK"),
+                     callback=if_given(lambda value: value == "on"),
+                     help="Whether sandboxed commands reach the network (off: loopback only).  [default: on]"),
+        click.option("--writable", type=click.Path(exists=True, resolve_path=True), multiple=True,
+                     envvar=env("AGENT_WRITABLE"), callback=if_given(list),
+                     help="Another place sandboxed commands may write to (repeatable; AGENT_WRITABLE "
+                          "takes a colon-separated list)."),
+    ]
+
+    def decorate(command: Any) -> Any:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _check_sandbox(settings: Settings, workspace: str) -> None:
+    """Refuse to start a run whose commands cannot be sandboxed as asked: one line
+    saying why, never a silent run without the sandbox."""
+    from agent_proc import sandbox
+
+    if settings.sandbox == "off" and not settings.network:
+        raise UsageError("--network off needs a sandbox: it cannot be combined with --sandbox off")
+    try:
+        sandbox.check(sandbox.Policy.of(settings, workspace))
+    except sandbox.SandboxUnavailable as error:
+        raise click.ClickException(f"cannot sandbox the model's commands on this machine ({error}); "
+                                   "run with --sandbox off (or AGENT_SANDBOX=off) to run them unconfined, "
+                                   "see `agent doctor`") from None
+
+
 def _given(**limits: Any) -> dict[str, Any]:
     return {k: v for k, v in limits.items() if v is not None}
 
@@ -181,6 +229,7 @@ def _given(**limits: Any) -> dict[str, Any]:
 @click.option("-w", "--workspace", type=click.Path(exists=True, file_okay=False, resolve_path=True), default=".",
               help="Directory the tools work in  [default: current directory]")
 @_limits
+@_sandbox_options(from_env=True)
 @_detach
 @_grace
 @_quiet
@@ -193,11 +242,17 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, de
     to stdout; the exit code says how the run ended (0 finished, 1 error, 130
     paused). Ctrl+C stops the run like `agent interrupt`; a second Ctrl+C kills it.
 
+    The model's commands run in a bubblewrap sandbox: they may write only to the
+    workspace and a private /tmp, cannot see $AGENT_HOME, and nothing they start
+    outlives them. --sandbox off runs them unconfined (where namespaces are not
+    allowed; `agent doctor` tells).
+
     \b
     Examples:
       agent run "what is in this directory?" -m openai/gpt-4o
       echo "fix the failing test" | agent run - -w ~/src/app
       id=$(agent run -d --timeout 600 "summarise README.md") && agent wait "$id"
+      agent run --sandbox read-only --network off "review this repository"
     """
     from supervisor import settings
 
@@ -206,6 +261,7 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, de
     settings.check_key(chosen)
     run_settings = Settings(**_given(**limits))
     settings.check_budget(chosen, run_settings)
+    _check_sandbox(run_settings, workspace)
     conv_dir = conversation.create(model=chosen.ref.full_name, workspace=workspace, base_url=chosen.base_url,
                                    prompt=text, settings=run_settings)
     _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json)
@@ -216,6 +272,7 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, de
 @click.option("--keep-partial", is_flag=True,
               help="Send the model its own partial output from an interrupted call, instead of dropping it.")
 @_limits
+@_sandbox_options(from_env=False)
 @_detach
 @_grace
 @_quiet
@@ -225,13 +282,14 @@ def resume(conv_id: str, keep_partial: bool, detach: bool, grace: float, quiet: 
     """Carry on with a paused (or failed, or finished) conversation.
 
     Messages given with `agent send` since it stopped are taken in first. A tool
-    call that was cut off gets a result saying it was interrupted. Limits given
-    here replace the ones the run had.
+    call that was cut off gets a result saying it was interrupted. Limits and
+    sandbox options given here replace the ones the run had.
 
     \b
     Examples:
       agent resume 3f9a
       agent resume 3f9a --llm-timeout 120 --keep-partial
+      agent resume 3f9a --network off --writable ~/.cache/pip
       agent send 3f9a "also update the docs" && agent resume -d 3f9a
     """
     from agent_proc.providers import parse_model
@@ -248,8 +306,10 @@ def resume(conv_id: str, keep_partial: bool, detach: bool, grace: float, quiet: 
         raise UsageError(f"conversation {state.id} has finished; `agent send {state.id} MESSAGE` to give it more")
     chosen = settings.ModelSettings(parse_model(state.model), state.base_url or "")
     settings.check_key(chosen)
-    if changed := _given(**limits):
-        new_settings = Settings(**{**dataclasses.asdict(state.settings), **changed})
+    changed = _given(**limits)
+    new_settings = Settings(**{**dataclasses.asdict(state.settings), **changed})
+    _check_sandbox(new_settings, state.workspace)
+    if changed:
         settings.check_budget(chosen, new_settings)
         with conversation.transaction(conv_dir) as txn:
             txn.record("settings_changed", settings=changed)
