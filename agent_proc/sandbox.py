@@ -97,7 +97,8 @@ def command_argv(argv: list[str], policy: Policy, bwrap: str) -> list[str]:
     # inside $AGENT_HOME stays writable, an $AGENT_HOME inside the workspace stays hidden.
     writable = ([policy.workspace] if policy.mode == "workspace" else []) + list(policy.writable)
     places = [(path, ["--bind", path, path]) for path in writable]
-    places.append((policy.hidden, ["--tmpfs", policy.hidden, "--remount-ro", policy.hidden]))
+    if os.path.isdir(policy.hidden):  # (before the first run ever there is nothing to hide)
+        places.append((policy.hidden, ["--tmpfs", policy.hidden, "--remount-ro", policy.hidden]))
     for _path, args in sorted(places, key=lambda place: len(Path(place[0]).parts)):
         wrapper += args
     return [*wrapper, "--chdir", policy.workspace, "--", *argv]
