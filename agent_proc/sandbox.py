@@ -95,8 +95,10 @@ def command_argv(argv: list[str], policy: Policy, bwrap: str) -> list[str]:
     ]
     # Parents before children, so that the more specific place wins: a workspace
     # inside $AGENT_HOME stays writable, an $AGENT_HOME inside the workspace stays hidden.
-    writable = ([policy.workspace] if policy.mode == "workspace" else []) + list(policy.writable)
-    places = [(path, ["--bind", path, path]) for path in writable]
+    # The workspace is bound even in read-only mode: it may be under /tmp, which is now private.
+    workspace = "--bind" if policy.mode == "workspace" else "--ro-bind"
+    places = [(policy.workspace, [workspace, policy.workspace, policy.workspace])]
+    places += [(path, ["--bind", path, path]) for path in policy.writable]
     if os.path.isdir(policy.hidden):  # (before the first run ever there is nothing to hide)
         places.append((policy.hidden, ["--tmpfs", policy.hidden, "--remount-ro", policy.hidden]))
     for _path, args in sorted(places, key=lambda place: len(Path(place[0]).parts)):

@@ -176,21 +176,21 @@ def _sandbox_options(*, from_env: bool) -> Any:
     the run had unless told otherwise."""
     from agent_proc.sandbox import MODES, NETWORK_CHOICES
 
-    def env(name: str) -> str | None:
-        return name if from_env else None
+    def env(name: str) -> dict[str, Any]:
+        return {"envvar": name, "show_envvar": True} if from_env else {}
 
     def if_given(convert: Any) -> Any:
         return lambda ctx, param, value: convert(value) if value not in (None, ()) else None
 
     options = [
-        click.option("--sandbox", type=click.Choice(MODES), envvar=env("AGENT_SANDBOX"),
+        click.option("--sandbox", type=click.Choice(MODES), **env("AGENT_SANDBOX"),
                      help="Where the model's commands may write: the workspace and a private /tmp, only /tmp "
                           "(read-only), or anywhere, unconfined (off).  [default: workspace]"),
-        click.option("--network", type=click.Choice(NETWORK_CHOICES), envvar=env("AGENT_NETWORK"),
+        click.option("--network", type=click.Choice(NETWORK_CHOICES), **env("AGENT_NETWORK"),
                      callback=if_given(lambda value: value == "on"),
                      help="Whether sandboxed commands reach the network (off: loopback only).  [default: on]"),
         click.option("--writable", type=click.Path(exists=True, resolve_path=True), multiple=True,
-                     envvar=env("AGENT_WRITABLE"), callback=if_given(list),
+                     **env("AGENT_WRITABLE"), callback=if_given(list),
                      help="Another place sandboxed commands may write to (repeatable; AGENT_WRITABLE "
                           "takes a colon-separated list)."),
     ]
