@@ -39,6 +39,10 @@ from agent_proc.conversation import Settings, agent_home
 MODES = ("workspace", "read-only", "off")
 NETWORK_CHOICES = ("on", "off")
 
+# Defaults of a new run's --sandbox, --network and --writable (a colon-separated list).
+SANDBOX_ENV = "AGENT_SANDBOX"
+NETWORK_ENV = "AGENT_NETWORK"
+WRITABLE_ENV = "AGENT_WRITABLE"
 # The bwrap to use, instead of the system's or the bundled one (tests point it at a fake).
 BWRAP_ENV = "AGENT_BWRAP"
 

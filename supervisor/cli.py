@@ -174,7 +174,7 @@ def _sandbox_options(*, from_env: bool) -> Any:
     """--sandbox, --network and --writable: where the run's commands may reach. `run` also
     reads them from AGENT_SANDBOX, AGENT_NETWORK and AGENT_WRITABLE; `resume` keeps what
     the run had unless told otherwise."""
-    from agent_proc.sandbox import MODES, NETWORK_CHOICES
+    from agent_proc.sandbox import MODES, NETWORK_CHOICES, NETWORK_ENV, SANDBOX_ENV, WRITABLE_ENV
 
     def env(name: str) -> dict[str, Any]:
         return {"envvar": name, "show_envvar": True} if from_env else {}
@@ -183,14 +183,14 @@ def _sandbox_options(*, from_env: bool) -> Any:
         return lambda ctx, param, value: convert(value) if value not in (None, ()) else None
 
     options = [
-        click.option("--sandbox", type=click.Choice(MODES), **env("AGENT_SANDBOX"),
+        click.option("--sandbox", type=click.Choice(MODES), **env(SANDBOX_ENV),
                      help="Where the model's commands may write: the workspace and a private /tmp, only /tmp "
                           "(read-only), or anywhere, unconfined (off).  [default: workspace]"),
-        click.option("--network", type=click.Choice(NETWORK_CHOICES), **env("AGENT_NETWORK"),
+        click.option("--network", type=click.Choice(NETWORK_CHOICES), **env(NETWORK_ENV),
                      callback=if_given(lambda value: value == "on"),
                      help="Whether sandboxed commands reach the network (off: loopback only).  [default: on]"),
         click.option("--writable", type=click.Path(exists=True, resolve_path=True), multiple=True,
-                     **env("AGENT_WRITABLE"), callback=if_given(list),
+                     **env(WRITABLE_ENV), callback=if_given(list),
                      help="Another place sandboxed commands may write to (repeatable; AGENT_WRITABLE "
                           "takes a colon-separated list)."),
     ]
@@ -589,6 +589,39 @@ def models(as_json: bool) -> None:
     click.echo(render.table(rows))
     info = pricing.table_info()
     click.echo(f"\nprices: {len(table)} models, taken on {info['taken_on']}; `agent models --json` lists them")
+
+
+@cli.command()
+@click.option("-v", "--verbose", is_flag=True, help="Also print the details of each check.")
+@_json
+def doctor(verbose: bool, as_json: bool) -> None:
+    """Check that this machine is ready for runs: exit 0 only if all is well.
+
+    \b
+    Checks:
+      sandbox      bwrap makes the sandbox the model's commands run in, or why not
+      agent_home   $AGENT_HOME and everything in it are ours and private
+      keys         which variable each provider's key would come from
+      endpoint     the endpoint LLM_MODEL / LLM_BASE_URL configure answers
+
+    \b
+    Examples:
+      agent doctor
+      agent doctor -v
+      agent doctor --json | jq '.[] | select(.ok | not)'
+    """
+    from supervisor.doctor import diagnose
+
+    findings = diagnose(os.getcwd())
+    if as_json:
+        _print_json([f.to_dict() for f in findings])
+    else:
+        for finding in findings:
+            click.echo(f"{'ok' if finding.ok else 'FAIL':<5} {finding.check:<11} {finding.summary}")
+            for line in finding.details if verbose else []:
+                click.echo(f"{'':17} {line}")
+    if not all(f.ok for f in findings):
+        sys.exit(outcomes.EXIT_FAILED)
 
 
 @cli.command()
