@@ -2,9 +2,9 @@
 
 The bundled scripted server plays the model on 127.0.0.1. It reasons through the
 five-houses puzzle slowly, as a thinking model would, then writes the answer to a
-file with the `terminal` tool and calls `finish`. The demo drives the real `agent`
-commands in subprocesses, and prints each one before it runs it, so what a user
-sees is exactly what they would type.
+file with the `terminal` tool (in the sandbox, as every run's commands) and calls
+`finish`. The demo drives the real `agent` commands in subprocesses, and prints each
+one before it runs it, so what a user sees is exactly what they would type.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def run_demo(workspace: str | None, watch_seconds: float) -> int:
     server = start_server(demo_script(stream_seconds=25.0))
     try:
         _say(f"The scripted model server is listening at {server.url} (no key, no network needed).")
-        _say("Start a run in the background; the model streams its reasoning slowly.")
+        _say("Start a run in the background; the model streams its reasoning slowly. The commands it runs "
+             "are sandboxed: they may write only to the workspace and a private /tmp.")
         started = _agent("run", "-d", "-m", "openai/fish-solver", "--base-url", server.url, PROMPT)
         if started.returncode != 0:
             print(started.stderr, file=sys.stderr)
@@ -105,7 +106,7 @@ def run_demo(workspace: str | None, watch_seconds: float) -> int:
         _say("The conversation is paused, and the partial answer was saved:")
         shown = _agent("show", conv_id)
         lines = shown.stdout.splitlines()
-        print("\n".join(line for line in lines if line.startswith(("status:", "last stop:"))))
+        print("\n".join(line for line in lines if line.startswith(("status:", "sandbox:", "last stop:"))))
         first = next((i for i, line in enumerate(lines) if "PARTIAL" in line), len(lines))
         last = next((i for i, line in enumerate(lines) if "INTERRUPTED" in line), first)
         print("\n".join(lines[first:last + 1]))
