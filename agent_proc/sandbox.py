@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +80,9 @@ class Policy:
 
     @classmethod
     def of(cls, settings: Settings, workspace: str) -> Policy:
-        return cls(settings.sandbox, settings.network, workspace, tuple(settings.writable), str(agent_home()))
+        # The real path: a mount over a symlink would leave the directory it points to in sight.
+        return cls(settings.sandbox, settings.network, workspace, tuple(settings.writable),
+                   os.path.realpath(agent_home()))
 
 
 def command_argv(argv: list[str], policy: Policy, bwrap: str) -> list[str]:
@@ -116,6 +117,8 @@ def check(policy: Policy) -> None:
     Raises `SandboxUnavailable` with bwrap's own reason when it cannot be made (no
     user namespaces in this container, a missing path, no bwrap at all).
     """
+    import subprocess  # here: the CLI imports this module for its option choices, and starts fast
+
     if policy.mode == "off":
         return
     bwrap = find_bwrap()
