@@ -18,8 +18,8 @@ Every terminal command gets a sandbox of its own (`command_argv`):
 A sandbox per command, not one for the whole run: what a command starts ends with it,
 so no tool process can outlive its step, whatever it does, and one command's leftovers
 never meddle with the next. The price is that a server started in the background is
-gone for the next command (start and use it in one command), and about 10 ms per
-command (bench/sandbox_overhead.py).
+gone for the next command (start and use it in one command), and some milliseconds
+per command (bench/sandbox_overhead.py).
 
 Mode `off` runs the command as before, unconfined: for machines where namespaces
 are not allowed. Nothing falls back to it silently: `check` says why a sandbox cannot
@@ -109,6 +109,16 @@ def command_argv(argv: list[str], policy: Policy, bwrap: str) -> list[str]:
     for _path, args in sorted(places, key=lambda place: len(Path(place[0]).parts)):
         wrapper += args
     return [*wrapper, "--chdir", policy.workspace, "--", *argv]
+
+
+def contradiction(policy: Policy) -> str | None:
+    """What in `policy` cannot be had, if anything: a usage error, not a machine's limit."""
+    if policy.mode == "off" and not policy.network:
+        return "--network off needs a sandbox: it cannot be combined with --sandbox off"
+    for path in policy.writable:
+        if policy.mode != "off" and (Path(path) == Path(policy.hidden) or Path(policy.hidden) in Path(path).parents):
+            return f"--writable {path} is inside $AGENT_HOME ({policy.hidden}), which the sandbox hides"
+    return None
 
 
 def check(policy: Policy) -> None:

@@ -208,10 +208,11 @@ def _check_sandbox(settings: Settings, workspace: str) -> None:
     saying why, never a silent run without the sandbox."""
     from agent_proc import sandbox
 
-    if settings.sandbox == "off" and not settings.network:
-        raise UsageError("--network off needs a sandbox: it cannot be combined with --sandbox off")
+    policy = sandbox.Policy.of(settings, workspace)
+    if problem := sandbox.contradiction(policy):
+        raise UsageError(problem)
     try:
-        sandbox.check(sandbox.Policy.of(settings, workspace))
+        sandbox.check(policy)
     except sandbox.SandboxUnavailable as error:
         raise click.ClickException(f"cannot sandbox the model's commands on this machine ({error}); "
                                    "run with --sandbox off (or AGENT_SANDBOX=off) to run them unconfined, "

@@ -264,7 +264,7 @@ def test_without_namespaces_a_run_refuses_to_start(agent, serve, tmp_path, bwrap
     assert result.returncode == 0, result.stderr
 
 
-def test_resume_refuses_too_and_network_off_needs_a_sandbox(agent, serve, tmp_path):
+def test_resume_refuses_too_and_contradictions_are_usage_errors(agent, serve, tmp_path):
     server = serve(finish(), finish())
     agent("run", "-m", "openai/scripted", "--base-url", server.url, "task")
     conv_id = agent("ps", "-a", "-q").stdout.strip()
@@ -274,6 +274,8 @@ def test_resume_refuses_too_and_network_off_needs_a_sandbox(agent, serve, tmp_pa
     assert agent.state(conv_id).status.value == "finished"
     result = agent("resume", conv_id, "--sandbox", "off", "--network", "off")
     assert result.returncode == 2 and "--network off needs a sandbox" in result.stderr
+    result = agent("resume", conv_id, "--writable", str(agent.home / "conversations"))
+    assert result.returncode == 2 and "is inside $AGENT_HOME" in result.stderr, result.stderr
 
 
 # --------------------------------------------------------------------------- settings
