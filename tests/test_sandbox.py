@@ -132,7 +132,6 @@ def test_network_off_cannot_reach_a_server_on_loopback_outside(agent, serve, net
     interfaces = output.rsplit("interfaces:", 1)[1].split()
     if network == "on":
         assert "200 OK" in output and "\nok\n" in output, output
-        assert len(interfaces) > 1, output
     else:
         assert "Connection refused" in output and "200 OK" not in output, output
         assert interfaces == ["lo"], output
