@@ -2,14 +2,17 @@
 
 A test that needs one calls `require_sandbox()`: it is skipped, with bwrap's own
 reason, where no sandbox can be made, and fails instead under CI=true, where a
-skipped sandbox test would hide a missing install step.
+skipped sandbox test would hide a missing install step. Also a bwrap that fails as
+bwrap does where user namespaces are not allowed.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import stat
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +38,18 @@ def require_sandbox() -> None:
         pytest.fail(f"CI must be able to make bubblewrap sandboxes: {problem}")
     pytest.skip(f"no bubblewrap sandbox on this machine: {problem}")
 
+
+FAKE_BWRAP = """#!/bin/sh
+# What bwrap says where the kernel does not allow unprivileged user namespaces.
+echo "bwrap: No permissions to create new namespace, likely because the kernel does not allow \
+non-privileged user namespaces. On e.g. debian this can be enabled with \
+'sysctl kernel.unprivileged_userns_clone=1'." >&2
+exit 1
+"""
+
+
+def script(path: Path, text: str) -> str:
+    """Write an executable script; return its path."""
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)

@@ -10,8 +10,7 @@ import pytest
 
 from agent_proc.providers import PROVIDERS, find_api_key
 from tests.conftest import finish
-from tests.sandboxes import require_sandbox
-from tests.test_sandbox import FAKE_BWRAP, _script
+from tests.sandboxes import FAKE_BWRAP, require_sandbox, script
 
 KEY = "sk-doctor-" + "Qx7" * 8
 
@@ -45,7 +44,7 @@ def test_all_is_well(agent, well):
 
 
 def test_a_sandbox_that_cannot_be_made_is_named(agent, well, tmp_path):
-    code, found = findings(agent, {**well, "AGENT_BWRAP": _script(tmp_path / "bwrap", FAKE_BWRAP)})
+    code, found = findings(agent, {**well, "AGENT_BWRAP": script(tmp_path / "bwrap", FAKE_BWRAP)})
     assert code == 1 and not found["sandbox"].get("ok")
     assert "No permissions to create new namespace" in found["sandbox"]["summary"]
     assert "--sandbox off" in found["sandbox"]["summary"]

@@ -9,7 +9,6 @@ import base64
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import psutil
 import pytest
 
 from tests.conftest import REPO, finish, slow_text, terminal, wait_until
-from tests.sandboxes import require_sandbox
+from tests.sandboxes import FAKE_BWRAP, require_sandbox, script
 
 
 @pytest.fixture(autouse=True)
@@ -184,7 +183,7 @@ def loop_is_running(workspace: Path) -> bool:
 
 @pytest.mark.parametrize("how", ["interrupt", "sigkill-of-the-child"])
 def test_nothing_a_command_started_survives_the_run(agent, serve, how):
-    _script(agent.workspace / "forker", FORKER)
+    script(agent.workspace / "forker", FORKER)
     server = serve(terminal(ESCAPES))
     conv_id = agent.start(server)
     try:
@@ -213,21 +212,6 @@ def test_each_command_sees_only_its_own_processes(agent, serve):
 # --------------------------------------------------------------------------- no namespaces
 
 
-FAKE_BWRAP = """#!/bin/sh
-# What bwrap says where the kernel does not allow unprivileged user namespaces.
-echo "bwrap: No permissions to create new namespace, likely because the kernel does not allow \
-non-privileged user namespaces. On e.g. debian this can be enabled with \
-'sysctl kernel.unprivileged_userns_clone=1'." >&2
-exit 1
-"""
-
-
-def _script(path: Path, text: str) -> str:
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return str(path)
-
-
 def _restricted_bwrap(tmp_path: Path) -> str:
     """The real bwrap, run where the kernel refuses every new user namespace
     (user.max_user_namespaces = 0 in a namespace of its own), as in some containers."""
@@ -235,7 +219,7 @@ def _restricted_bwrap(tmp_path: Path) -> str:
 
     if not shutil.which("unshare"):
         pytest.skip("needs unshare(1) to restrict user namespaces")
-    return _script(tmp_path / "bwrap-without-userns",
+    return script(tmp_path / "bwrap-without-userns",
                    "#!/bin/sh\nexec unshare --user --map-root-user sh -c "
                    "'echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" \"$@\"' "
                    f"{find_bwrap()} \"$@\"\n")
@@ -243,7 +227,7 @@ def _restricted_bwrap(tmp_path: Path) -> str:
 
 @pytest.mark.parametrize("bwrap", ["fake", "restricted-kernel", "missing"])
 def test_without_namespaces_a_run_refuses_to_start(agent, serve, tmp_path, bwrap):
-    path = {"fake": lambda: _script(tmp_path / "bwrap", FAKE_BWRAP),
+    path = {"fake": lambda: script(tmp_path / "bwrap", FAKE_BWRAP),
             "restricted-kernel": lambda: _restricted_bwrap(tmp_path),
             "missing": lambda: str(tmp_path / "no-such-bwrap")}[bwrap]()
     server = serve(terminal("touch escaped"), finish())
@@ -268,7 +252,7 @@ def test_resume_refuses_too_and_contradictions_are_usage_errors(agent, serve, tm
     agent("run", "-m", "openai/scripted", "--base-url", server.url, "task")
     conv_id = agent("ps", "-a", "-q").stdout.strip()
     agent("send", conv_id, "more")
-    result = agent("resume", conv_id, env={"AGENT_BWRAP": _script(tmp_path / "bwrap", FAKE_BWRAP)})
+    result = agent("resume", conv_id, env={"AGENT_BWRAP": script(tmp_path / "bwrap", FAKE_BWRAP)})
     assert result.returncode == 1 and "--sandbox off" in result.stderr and len(result.stderr.splitlines()) == 1
     assert agent.state(conv_id).status.value == "finished"
     result = agent("resume", conv_id, "--sandbox", "off", "--network", "off")

@@ -39,15 +39,15 @@ def test_runs_in_the_workspace(tmp_path, sandbox):
 
 @pytest.mark.parametrize("sandbox", MODES)
 def test_timeout_kills_the_whole_group(tmp_path, sandbox):
-    result = run("sleep 300 & sleep 300; echo never", tmp_path, timeout=0.5, sandbox=sandbox)
+    result = run("sleep 297 & sleep 297; echo never", tmp_path, timeout=0.5, sandbox=sandbox)
     assert result.timed_out and result.exit_code is None and "never" not in result.output
     assert "timed out" in describe_result(result)
-    wait_until(lambda: no_process_named(["sleep", "300"]), timeout=3)
+    wait_until(lambda: no_process_named(["sleep", "297"]), timeout=3)  # (a number no other test uses)
 
 
 @pytest.mark.parametrize("sandbox", MODES)
-@pytest.mark.parametrize("command", ["exec >out.log 2>&1; sleep 20", "exec >&- 2>&-; sleep 21",
-                                     "echo started; exec >&- 2>&-; sleep 22"])
+@pytest.mark.parametrize("command", ["exec >out.log 2>&1; sleep 43", "exec >&- 2>&-; sleep 44",
+                                     "echo started; exec >&- 2>&-; sleep 46"])
 def test_timeout_holds_when_the_command_lets_go_of_its_output(tmp_path, sandbox, command):
     """Closing or redirecting stdout and stderr ends the output, not the command: the
     deadline still holds, and the command is killed and recorded as timed out."""
