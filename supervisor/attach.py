@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from agent_proc import conversation
 from agent_proc.conversation import State
+from agent_proc.status import Status
 from supervisor import control, watchdog
 
 POLL = 0.05
@@ -96,3 +97,40 @@ def supervise(conv_dir: Path, child: subprocess.Popen[bytes], *, grace: float, s
         if not show:
             out.close()
     return Outcome(state, received[0] if received else None, report)
+
+
+def attach_to(conv_dir: Path, out: BinaryIO, *, grace: float, watch_only: bool) -> Outcome:
+    """Follow a run started elsewhere (detached, or in another shell) until its process
+    is gone, showing its output from now on; return how it ended.
+
+    Unless `watch_only`, Ctrl+C and SIGTERM here stop the run as `agent interrupt` does
+    (a second one kills at once). With `watch_only` they only stop the watching, as a
+    KeyboardInterrupt to the caller; the run goes on.
+    """
+    from supervisor import processes
+
+    received: list[int] = []
+    reports: list[control.StopReport] = []
+
+    def over() -> bool:
+        if received and not reports:
+            name = signal.Signals(received[0]).name
+            out.write(f"\n[agent] {name}: stopping run {conv_dir.name} (again to kill at once)\n".encode())
+            out.flush()
+            reports.append(control.stop_run(conv_dir, grace=grace, requested_by=f"agent attach ({name})",
+                                            hurry=lambda: len(received) > 1))
+        state = control.reconcile(conv_dir)
+        # Its last words are printed after its final status is written: wait for the process too.
+        return state.status is not Status.RUNNING and processes.identify(state.runtime) is None
+
+    previous = {}
+    if not watch_only:
+        previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        follow(conv_dir, out, offset=output_size(conv_dir), done=over)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    state = control.reconcile(conv_dir, wait_for_stop=True)
+    return Outcome(state, received[0] if received else None, reports[0] if reports else None)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_proc import conversation, sandbox
-from agent_proc.providers import PROVIDERS, SECRET_ENV_NAMES, Provider, find_api_key, key_required
+from agent_proc.providers import PROVIDERS, Provider, key_required, key_variables, select_api_key
 
 ENDPOINT_TIMEOUT = 5.0  # seconds for the endpoint to answer
 
@@ -133,10 +133,9 @@ def _unsafe_parent(parent: Path) -> str | None:
 
 
 def key_variable(provider: Provider) -> str | None:
-    """The variable the provider's key would come from. `find_api_key` decides, given
-    an environment in which each set key variable holds its own name."""
-    names = {name: name for name in SECRET_ENV_NAMES if os.environ.get(name)}
-    return find_api_key(provider, names)
+    """The variable the provider's key would come from (`select_api_key` decides)."""
+    found = select_api_key(provider)
+    return None if found is None else found[0]
 
 
 def check_keys() -> Finding:
@@ -147,7 +146,7 @@ def check_keys() -> Finding:
             details.append(f"{provider.name}: {variable}")
         else:
             needs = "needs" if provider.needs_key else "optional:"
-            details.append(f"{provider.name}: none ({needs} {' or '.join(('LLM_API_KEY', *provider.key_env))})")
+            details.append(f"{provider.name}: none ({needs} {' or '.join(key_variables(provider))})")
     model = os.environ.get("LLM_MODEL")
     chosen = _configured()
     if chosen is None:
@@ -157,7 +156,7 @@ def check_keys() -> Finding:
     provider, base_url = chosen
     variable = key_variable(provider)
     if variable is None and key_required(provider, base_url):
-        names = " or ".join(("LLM_API_KEY", *provider.key_env))
+        names = " or ".join(key_variables(provider))
         return Finding("keys", False, f"{model} at {base_url} needs a key: set {names}", details)
     used = f"its key from {variable}" if variable else "no key (none needed there)"
     return Finding("keys", True, f"{model} at {base_url} would use {used}; the run's child gets it on a pipe",

@@ -11,7 +11,15 @@ import os
 from dataclasses import dataclass
 
 from agent_proc.conversation import Settings
-from agent_proc.providers import ModelNameError, ModelRef, find_api_key, key_required, parse_model
+from agent_proc.providers import (
+    ModelNameError,
+    ModelRef,
+    key_problem,
+    key_required,
+    key_variables,
+    parse_model,
+    select_api_key,
+)
 
 
 class SettingsError(ValueError):
@@ -26,25 +34,47 @@ class ModelSettings:
 
 def resolve_model(model: str | None, base_url: str | None) -> ModelSettings:
     """The model and endpoint for a new run; raises `SettingsError` with what to do."""
-    name = model or os.environ.get("LLM_MODEL") or ""
+    ref = _parsed(model or os.environ.get("LLM_MODEL") or "")
+    return ModelSettings(ref, _checked_url(ref, base_url or os.environ.get("LLM_BASE_URL")))
+
+
+def _parsed(name: str) -> ModelRef:
     try:
-        ref = parse_model(name)
+        return parse_model(name)
     except ModelNameError as e:
         raise SettingsError(str(e)) from None
-    url = (base_url or os.environ.get("LLM_BASE_URL") or ref.provider.default_base_url or "").rstrip("/")
+
+
+def _checked_url(ref: ModelRef, base_url: str | None) -> str:
+    url = (base_url or ref.provider.default_base_url or "").rstrip("/")
     if not url:
         raise SettingsError(f"provider {ref.provider.name!r} has no default endpoint: "
                             "pass --base-url or set LLM_BASE_URL")
     if not url.startswith(("http://", "https://")):
         raise SettingsError(f"base URL {url!r} must start with http:// or https://")
-    return ModelSettings(ref, url)
+    return url
+
+
+def change_model(current: ModelSettings, model: str | None, base_url: str | None) -> ModelSettings:
+    """The model and endpoint of a conversation that `agent resume --model/--base-url`
+    moves elsewhere. A new model keeps the endpoint unless its provider differs: then
+    it gets the new provider's own endpoint (or the --base-url given)."""
+    ref = _parsed(model) if model else current.ref
+    if base_url is None:
+        same_provider = ref.provider.name == current.ref.provider.name
+        base_url = current.base_url if same_provider else None
+    return ModelSettings(ref, _checked_url(ref, base_url))
 
 
 def check_key(settings: ModelSettings) -> None:
-    """Raise `SettingsError` if the endpoint needs a key and none is set."""
+    """Raise `SettingsError` if the endpoint needs a key and none is set, or if the key
+    that would be sent cannot go in an HTTP header (said without quoting it)."""
     provider = settings.ref.provider
-    if key_required(provider, settings.base_url) and not find_api_key(provider):
-        names = " or ".join(("LLM_API_KEY", *provider.key_env))
+    found = select_api_key(provider)
+    if found is not None and (problem := key_problem(found[1])):
+        raise SettingsError(f"the API key in {found[0]} {problem}; fix the variable")
+    if key_required(provider, settings.base_url) and found is None:
+        names = " or ".join(key_variables(provider))
         raise SettingsError(
             f"no API key for {settings.ref.full_name} at {settings.base_url}: set {names}, "
             "or point --base-url at a local server"

@@ -100,7 +100,7 @@ def test_a_configured_model_without_its_key(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LLM_MODEL", "openai/gpt-4o")
     finding = check_keys()
-    assert not finding.ok and "needs a key: set LLM_API_KEY or OPENAI_API_KEY" in finding.summary
+    assert not finding.ok and "needs a key: set OPENAI_API_KEY or LLM_API_KEY" in finding.summary
     monkeypatch.setenv("LLM_BASE_URL", "http://127.0.0.1:8000/v1")
     assert check_keys().ok  # a server on this machine needs none
 
