@@ -68,6 +68,8 @@ KEYS: dict[str, Key] = {key.name: key for key in (
     Key("timeout", None, "run_timeout"),
     Key("max_cost", None, "max_cost"),
     Key("stream", None, "stream"),
+    Key("sandbox", "AGENT_SANDBOX", "sandbox"),
+    Key("network", "AGENT_NETWORK", "network"),
     Key("grace", None, "grace", ("run", "resume")),  # not `interrupt`: a broken file must not stop a stop
 )}
 

@@ -292,6 +292,20 @@ def test_sandbox_settings_are_recorded_shown_and_changed_on_resume(agent, serve,
     assert result.returncode == 2 and "'maybe'" in result.stderr
 
 
+def test_the_config_file_gives_sandbox_defaults_below_the_environment(agent, serve):
+    assert agent("config", "set", "sandbox", "read-only").returncode == 0
+    assert agent("config", "set", "network", "off").returncode == 0
+    assert agent("config", "set", "sandbox", "nowhere").returncode == 2
+    server = serve(finish(), finish())
+    agent.start(server)
+    agent.start(server, "task", env={"AGENT_SANDBOX": "workspace"})
+    first, second = agent("ps", "-a", "-q").stdout.split()
+    for conv_id in (first, second):
+        agent("wait", conv_id)
+    assert (agent.state(first).settings.sandbox, agent.state(first).settings.network) == ("read-only", False)
+    assert (agent.state(second).settings.sandbox, agent.state(second).settings.network) == ("workspace", False)
+
+
 # --------------------------------------------------------------------------- the API key
 
 # Prints which of the places a process may look for the key hold it. The key is given
