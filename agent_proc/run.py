@@ -18,6 +18,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import psutil
 import requests
 import structlog
 
-from agent_proc import conversation, llm, logs, pricing, reasoning
+from agent_proc import conversation, llm, logs, output_times, pricing, reasoning
 from agent_proc.conversation import Settings, Transaction, transaction
 from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, process_start_ticks
 from agent_proc.providers import parse_model
@@ -62,6 +63,7 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 
 def say(text: str) -> None:
     """Progress for people: the child's stderr is the conversation's output.log."""
+    output_times.note(text)
     sys.stderr.write(text)
     sys.stderr.flush()
 
@@ -539,7 +541,8 @@ def start(conv_dir: Path, *, keep_partial: bool, key: str | None, log: Any) -> R
         txn.set_status(Status.RUNNING, "resumed" if resumed else "started")
         me = psutil.Process()
         txn.record("started", pid=me.pid, create_time=me.create_time(), start_ticks=process_start_ticks(me.pid),
-                   marker=os.environ.get(MARKER_ENV), supervisor_pid=int(os.environ.get(SUPERVISOR_ENV) or 0) or None)
+                   marker=os.environ.get(MARKER_ENV), supervisor_pid=int(os.environ.get(SUPERVISOR_ENV) or 0) or None,
+                   host=socket.gethostname())
         conversation.take_inbox(txn)
         history, _ = conversation.read_events(conv_dir)  # what is committed; this transaction adds the rest
         for call in dangling_calls(history + txn.recorded):
@@ -613,6 +616,7 @@ def main(conv_id: str, *, keep_partial: bool = False, key: str | None = None) ->
 
     conv_dir = conversation.resolve(conv_id)
     state = conversation.load_state(conv_dir)
+    output_times.start(conv_dir, conversation.OUTPUT_FILE)
     logs.configure(conv_dir / conversation.LOG_FILE, [key])
     log = structlog.get_logger().bind(conversation=state.id)
 

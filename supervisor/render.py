@@ -29,46 +29,16 @@ def cost(value: float | None) -> str:
     return "unknown" if value is None else f"${value:.4f}"
 
 
-def summary(state: State) -> dict[str, Any]:
-    """The fields of a state that `ps --json` and `run --json` print."""
-    return {
-        "id": state.id,
-        "status": state.status.value,
-        "reason": state.status_reason,
-        "model": state.model,
-        "workspace": state.workspace,
-        "created_at": state.created_at,
-        "updated_at": state.updated_at,
-        "pid": state.runtime.pid if state.status.value == "running" else None,
-        "cost_usd": state.metrics.accumulated_cost,
-        "metrics": state.metrics.__dict__,
-        "final_answer": state.final_answer,
-    }
-
-
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
-def ps_table(states: list[State]) -> str:
-    rows = [["ID", "STATUS", "MODEL", "AGE", "COST", "PID", "REASON"]]
-    for s in states:
-        pid = str(s.runtime.pid) if s.status.value == "running" else "-"
-        rows.append([s.id, s.status.value, s.model, age(s.created_at), cost(s.metrics.accumulated_cost), pid,
-                     _shorten(s.status_reason or "", 50)])
-    return table(rows)
-
-
-def _shorten(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def state_header(state: State) -> str:
     m, r = state.metrics, state.runtime
     lines = [
-        f"id:          {state.id}",
+        f"id:          {state.id}" + (f"  (name {state.name})" if state.name else ""),
+        *([f"labels:      {', '.join(f'{k}={v}' for k, v in sorted(state.labels.items()))}"] if state.labels else []),
         f"status:      {state.status.value}" + (f" ({state.status_reason})" if state.status_reason else ""),
         f"model:       {state.model}  at {state.base_url}",
         f"workspace:   {state.workspace}",
@@ -93,9 +63,13 @@ def _process_line(runtime: Runtime) -> str:
     return f"process:     pid {runtime.pid}, started {runtime.started_at}{ended}"
 
 
+# Events that record the process machinery rather than the conversation; `show` hides them unless --all.
+BOOKKEEPING_EVENTS = frozenset({"started", "exited", "model_call_started"})
+
+
 def event_text(event: dict[str, Any]) -> str:
     """One history event as a few lines of text."""
-    kind, ts = event["type"], event["ts"][11:23]
+    kind, ts = event["type"], f"{event['ts'][:10]} {event['ts'][11:23]}"
     head = f"{ts} #{event['seq']:<4}"
     if kind == "user_message":
         return f"{head} user{' (sent)' if event.get('source') == 'send' else ''}: {event['content']}"
