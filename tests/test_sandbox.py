@@ -284,7 +284,7 @@ def test_sandbox_settings_are_recorded_shown_and_changed_on_resume(agent, serve,
     assert (settings.sandbox, settings.network, settings.writable) == ("workspace", True, [str(extra),
                                                                                        str(agent.workspace)])
     doc = json.loads(agent("show", conv_id, "--json").stdout)
-    assert doc["state"]["settings"]["sandbox"] == "workspace"
+    assert doc["settings"]["sandbox"] == "workspace"
     agent("send", conv_id, "once more")
     assert agent("resume", conv_id, env={"AGENT_SANDBOX": "off"}).returncode == 0
     assert agent.state(conv_id).settings.sandbox == "workspace"
@@ -297,9 +297,8 @@ def test_the_config_file_gives_sandbox_defaults_below_the_environment(agent, ser
     assert agent("config", "set", "network", "off").returncode == 0
     assert agent("config", "set", "sandbox", "nowhere").returncode == 2
     server = serve(finish(), finish())
-    agent.start(server)
-    agent.start(server, "task", env={"AGENT_SANDBOX": "workspace"})
-    first, second = agent("ps", "-a", "-q").stdout.split()
+    first = agent.start(server)
+    second = agent.start(server, "task", env={"AGENT_SANDBOX": "workspace"})
     for conv_id in (first, second):
         agent("wait", conv_id)
     assert (agent.state(first).settings.sandbox, agent.state(first).settings.network) == ("read-only", False)
