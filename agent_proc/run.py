@@ -33,7 +33,7 @@ import structlog
 from agent_proc import conversation, llm, logs, output_times, pricing, reasoning
 from agent_proc.conversation import Settings, Transaction, transaction
 from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, process_start_ticks
-from agent_proc.providers import find_api_key, parse_model
+from agent_proc.providers import parse_model
 from agent_proc.status import Status
 from agent_proc.tools import TOOL_SPECS, RunningCommand, describe_result
 
@@ -441,7 +441,7 @@ class Run:
         say(f"[terminal] $ {command}\n")
         self.log.info("tool_start", tool="terminal", call_id=call["id"])
         self.activity = Activity("tool", call=call)  # before the process exists: see on_child_ended
-        running = RunningCommand(command, self.workspace)
+        running = RunningCommand(command, self.workspace, self.settings)
         self.activity.command = running
         result = running.wait(self.settings.tool_timeout)
         reap_orphans(spare=running.process.pid)
@@ -626,7 +626,7 @@ def die_with_supervisor() -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
-def start(conv_dir: Path, *, keep_partial: bool, log: Any) -> Run | int:
+def start(conv_dir: Path, *, keep_partial: bool, key: str | None, log: Any) -> Run | int:
     """Take the conversation over: mark it running and record who we are, take in
     waiting messages, answer tool calls left dangling, and build the `Run`.
 
@@ -663,7 +663,7 @@ def start(conv_dir: Path, *, keep_partial: bool, log: Any) -> Run | int:
         return Run(
             conv_dir=conv_dir,
             config=llm.CallConfig(ref=ref, base_url=state.base_url or ref.provider.default_base_url or "",
-                                  api_key=find_api_key(ref.provider), stream=settings.stream,
+                                  api_key=key, stream=settings.stream,
                                   idle_timeout=settings.idle_timeout, retry_timeouts=settings.on_timeout == "retry",
                                   max_output_tokens=settings.max_output_tokens, api=api,
                                   reasoning=request_reasoning),
@@ -712,8 +712,9 @@ class ReasoningProgress:
         self.line_open = False
 
 
-def main(conv_id: str, *, keep_partial: bool = False) -> int:
-    """Run the conversation `conv_id` until it finishes, fails, pauses or is interrupted."""
+def main(conv_id: str, *, keep_partial: bool = False, key: str | None = None) -> int:
+    """Run the conversation `conv_id` until it finishes, fails, pauses or is interrupted,
+    calling the model with the API key `key` (handed over by the supervisor)."""
     # SIGINT may be ignored on entry (nohup, cron, `&` in a script), or blocked (engines
     # such as Ray start processes so); we always honour it.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
@@ -725,12 +726,12 @@ def main(conv_id: str, *, keep_partial: bool = False) -> int:
     conv_dir = conversation.resolve(conv_id)
     state = conversation.load_state(conv_dir)
     output_times.start(conv_dir, conversation.OUTPUT_FILE)
-    logs.configure(conv_dir / conversation.LOG_FILE, [find_api_key(parse_model(state.model).provider)])
+    logs.configure(conv_dir / conversation.LOG_FILE, [key])
     log = structlog.get_logger().bind(conversation=state.id)
 
     run: Run | None = None
     try:
-        started = start(conv_dir, keep_partial=keep_partial, log=log)
+        started = start(conv_dir, keep_partial=keep_partial, key=key, log=log)
         if isinstance(started, int):
             return started
         run = started

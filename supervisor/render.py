@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from agent_proc import sandbox
 from agent_proc.conversation import Runtime, State
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ def state_header(state: State) -> str:
         f"status:      {state.status.value}" + (f" ({state.status_reason})" if state.status_reason else ""),
         f"model:       {state.model}  at {state.base_url}",
         f"workspace:   {state.workspace}",
+        f"sandbox:     {sandbox.describe(state.settings)}",
         f"created:     {state.created_at}  (updated {state.updated_at})",
         _process_line(r),
         f"usage:       {m.model_calls} model calls, {m.tool_calls} tool calls, "

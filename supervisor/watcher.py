@@ -4,6 +4,7 @@
 enforces the run's limits from outside (`watchdog`), stops the run if it gets SIGINT
 or SIGTERM itself, and is there to reap the child. If it is killed, the child gets
 SIGINT (see `agent_proc.run.die_with_supervisor`) and pauses: no run goes on unwatched.
+It receives the API key on a pipe and hands it on to the child the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import signal
 import sys
 
-from agent_proc import conversation
+from agent_proc import api_key, conversation
 from supervisor import attach, control, outcomes
 
 
@@ -26,10 +27,12 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal is no reason to stop a detached run
     unblock_stop_signals()
+    api_key.keep_memory_private()  # before the key is in our memory
+    key = api_key.receive()
 
     conv_dir = conversation.resolve(args.conversation)
     child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), token=args.token,
-                                keep_partial=args.keep_partial)
+                                keep_partial=args.keep_partial, key=key)
     try:
         control.wait_started(conv_dir, child, args.token)
     except control.StoppedBeforeStart as stopped:

@@ -1,6 +1,6 @@
 """Hardening: no lost stop, no wedged conversation, no terminal or file an attacker can
 reach, and the edges a new user hits. Each test is a guarantee of docs/reliability.md
-(numbers 23 to 33), with real processes, signals, files and the scripted server."""
+(numbers 26 to 36), with real processes, signals, files and the scripted server."""
 
 from __future__ import annotations
 
@@ -40,11 +40,11 @@ def starting_run(agent, server, *extra: str, delay: float = 3.0) -> tuple[subpro
     return cli, conv_id
 
 
-# --------------------------------------------------------------------------- 23: stops during start
+# --------------------------------------------------------------------------- 26: stops during start
 
 
 @pytest.mark.parametrize("command", ["interrupt", "pause"])
-def test_23_a_stop_during_start_is_honoured_and_the_model_never_called(agent, serve, command):
+def test_26_a_stop_during_start_is_honoured_and_the_model_never_called(agent, serve, command):
     server = serve(slow_text(seconds=30))
     cli, conv_id = starting_run(agent, server)
 
@@ -65,7 +65,7 @@ def test_23_a_stop_during_start_is_honoured_and_the_model_never_called(agent, se
 
 
 @pytest.mark.parametrize("detach", [True, False], ids=["run -d", "run"])
-def test_23_ctrl_c_during_start_stops_the_run_before_it_calls_the_model(agent, serve, detach):
+def test_26_ctrl_c_during_start_stops_the_run_before_it_calls_the_model(agent, serve, detach):
     server = serve(slow_text(seconds=30))
     cli = agent.popen("run", *(["-d"] if detach else []), "-m", "openai/scripted", "--base-url", server.url, "task",
                       env=fault_env(start_delay="3"))
@@ -77,7 +77,7 @@ def test_23_ctrl_c_during_start_stops_the_run_before_it_calls_the_model(agent, s
     assert server.requests() == []
 
 
-def test_23_a_start_whose_starter_died_is_reconciled(agent, serve):
+def test_26_a_start_whose_starter_died_is_reconciled(agent, serve):
     server = serve(slow_text(seconds=30))
     cli = agent.popen("run", "-m", "openai/scripted", "--base-url", server.url, "task",
                       env=fault_env(start_delay="5"))
@@ -94,10 +94,10 @@ def test_23_a_start_whose_starter_died_is_reconciled(agent, serve):
     assert server.requests() == []
 
 
-# --------------------------------------------------------------------------- 24: bad bytes
+# --------------------------------------------------------------------------- 27: bad bytes
 
 
-def test_24_text_that_is_not_utf8_is_refused_and_nothing_is_created(agent, serve):
+def test_27_text_that_is_not_utf8_is_refused_and_nothing_is_created(agent, serve):
     server = serve(finish())
     base = [*agent.command("run", "-m", "openai/scripted", "--base-url", server.url)]
     for argv, stdin in (([*base, b"caf\xe9 au lait"], None), ([*base, "-"], b"\xff\xfe diff --git")):
@@ -109,7 +109,7 @@ def test_24_text_that_is_not_utf8_is_refused_and_nothing_is_created(agent, serve
     assert not root.exists() or os.listdir(root) == [], "a half-made conversation was left behind"
 
 
-def test_24_send_of_bad_bytes_queues_nothing(agent, serve):
+def test_27_send_of_bad_bytes_queues_nothing(agent, serve):
     server = serve(terminal("sleep 30"), finish())
     conv_id = agent.start(server)
     wait_until(lambda: "[terminal]" in agent.output(conv_id))
@@ -122,7 +122,7 @@ def test_24_send_of_bad_bytes_queues_nothing(agent, serve):
     assert agent.state(conv_id).status is Status.PAUSED
 
 
-def test_24_a_damaged_inbox_entry_is_moved_aside_and_never_blocks_a_resume(agent, serve):
+def test_27_a_damaged_inbox_entry_is_moved_aside_and_never_blocks_a_resume(agent, serve):
     server = serve(slow_text(seconds=30), finish("resumed fine"))
     conv_id = agent.start(server)
     wait_until(lambda: "think" in agent.output(conv_id))
@@ -144,10 +144,10 @@ def test_24_a_damaged_inbox_entry_is_moved_aside_and_never_blocks_a_resume(agent
     assert [n for n in os.listdir(inbox) if n != "damaged"] == []
 
 
-# --------------------------------------------------------------------------- 25: messages
+# --------------------------------------------------------------------------- 28: messages
 
 
-def test_25_a_message_sent_while_the_last_answer_streams_is_answered_before_the_end(agent, serve):
+def test_28_a_message_sent_while_the_last_answer_streams_is_answered_before_the_end(agent, serve):
     final = {**slow_text("I think I am done now. " * 10, seconds=2),
              "tool_calls": [{"name": "finish", "arguments": {"message": "first answer"}}]}
     server = serve(final, finish("answered the message"))
@@ -165,7 +165,7 @@ def test_25_a_message_sent_while_the_last_answer_streams_is_answered_before_the_
     assert requests[1]["messages"][-1] == {"role": "user", "content": "also mention the weather"}
 
 
-def test_25_a_message_for_a_run_stopped_first_is_kept_visibly_for_the_resume(agent, serve):
+def test_28_a_message_for_a_run_stopped_first_is_kept_visibly_for_the_resume(agent, serve):
     server = serve(terminal("sleep 30"), finish("done"))
     conv_id = agent.start(server)
     wait_until(lambda: "[terminal]" in agent.output(conv_id))
@@ -177,7 +177,7 @@ def test_25_a_message_for_a_run_stopped_first_is_kept_visibly_for_the_resume(age
     assert server.requests()[1]["messages"][-1] == {"role": "user", "content": "use tabs"}
 
 
-def test_25_inbox_entries_are_numbered_under_the_lock_not_by_the_clock(agent, serve):
+def test_28_inbox_entries_are_numbered_under_the_lock_not_by_the_clock(agent, serve):
     server = serve(terminal("sleep 30"), finish())
     conv_id = agent.start(server)
     wait_until(lambda: "[terminal]" in agent.output(conv_id))
@@ -190,7 +190,7 @@ def test_25_inbox_entries_are_numbered_under_the_lock_not_by_the_clock(agent, se
     assert [(e["content"], e["inbox_seq"]) for e in taken] == [("m0", 1), ("m1", 2), ("m2", 3)]
 
 
-def test_25_a_clock_stepped_back_loses_no_queued_message(agent, serve):
+def test_28_a_clock_stepped_back_loses_no_queued_message(agent, serve):
     faketime = shutil.which("faketime")  # libfaketime: the real way to give one process another clock
     if faketime is None:
         if os.environ.get("CI") == "true":
@@ -212,7 +212,7 @@ def test_25_a_clock_stepped_back_loses_no_queued_message(agent, serve):
     assert sent == ["first", "second"], "a message queued under a stepped-back clock vanished"
 
 
-# --------------------------------------------------------------------------- 26: locks
+# --------------------------------------------------------------------------- 29: locks
 
 
 def hold_lock_stopped(conv_dir: Path) -> subprocess.Popen[bytes]:
@@ -236,7 +236,7 @@ def paused_conversation(agent, serve):
     return conv_id
 
 
-def test_26_a_wait_for_a_stuck_lock_is_bounded_and_names_the_holder(agent, paused_conversation):
+def test_29_a_wait_for_a_stuck_lock_is_bounded_and_names_the_holder(agent, paused_conversation):
     holder = hold_lock_stopped(agent.dir(paused_conversation))
     try:
         started = time.monotonic()
@@ -250,7 +250,7 @@ def test_26_a_wait_for_a_stuck_lock_is_bounded_and_names_the_holder(agent, pause
     assert waited < conversation.LOCK_WAIT + 3
 
 
-def test_26_ctrl_c_ends_an_interrupt_waiting_on_a_stopped_lock_holder(agent, paused_conversation):
+def test_29_ctrl_c_ends_an_interrupt_waiting_on_a_stopped_lock_holder(agent, paused_conversation):
     holder = hold_lock_stopped(agent.dir(paused_conversation))
     try:
         cli = agent.popen("interrupt", paused_conversation)
@@ -264,7 +264,7 @@ def test_26_ctrl_c_ends_an_interrupt_waiting_on_a_stopped_lock_holder(agent, pau
     assert cli.returncode == 130, err
 
 
-# --------------------------------------------------------------------------- 27: readers on a broken disk
+# --------------------------------------------------------------------------- 30: readers on a broken disk
 
 
 def forge_running(conv_dir: Path) -> None:
@@ -278,7 +278,7 @@ def forge_running(conv_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("breakage", ["read-only", "full"])
-def test_27_readers_on_a_broken_disk_show_what_is_there(agent, serve, small_disk, breakage):  # noqa: F811
+def test_30_readers_on_a_broken_disk_show_what_is_there(agent, serve, small_disk, breakage):  # noqa: F811
     server = serve(finish())
     home = small_disk / "home"
     env = {"AGENT_HOME": str(home)}
@@ -308,7 +308,7 @@ def test_27_readers_on_a_broken_disk_show_what_is_there(agent, serve, small_disk
     assert load_state(conv_dir).status is Status.RUNNING  # nothing was written
 
 
-# --------------------------------------------------------------------------- 28-30: processes end, limits hold
+# --------------------------------------------------------------------------- 31-33: processes end, limits hold
 
 
 def blocked_signals(pid: int) -> int:
@@ -319,7 +319,7 @@ def blocked_signals(pid: int) -> int:
 STOP_SIGNAL_BITS = sum(1 << (s - 1) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1))
 
 
-def test_28_stop_signals_blocked_by_whoever_started_agent_are_unblocked(agent, serve):
+def test_31_stop_signals_blocked_by_whoever_started_agent_are_unblocked(agent, serve):
     server = serve(slow_text(seconds=30))
     # As an engine such as Ray starts processes: with SIGINT (and more) blocked.
     wrapper = ("import os, signal, sys\n"
@@ -357,7 +357,7 @@ def still_forking(trace: Path) -> bool:
     return trace.read_text() != before
 
 
-def test_29_the_stop_keeps_killing_until_no_process_of_the_run_is_left(agent, serve):
+def test_32_the_stop_keeps_killing_until_no_process_of_the_run_is_left(agent, serve):
     loop, trace = agent.workspace / "forker.py", agent.workspace / "forker.pid"
     loop.write_text(FORK_LOOP)
     server = serve(terminal(f"setsid {sys.executable} {loop} {trace} & sleep 30"))
@@ -374,7 +374,7 @@ def test_29_the_stop_keeps_killing_until_no_process_of_the_run_is_left(agent, se
 
 
 @pytest.mark.parametrize("limit", ["--timeout", "--llm-timeout"])
-def test_30_limits_hold_while_the_supervisor_is_stopped(agent, serve, limit):
+def test_33_limits_hold_while_the_supervisor_is_stopped(agent, serve, limit):
     server = serve(slow_text(seconds=60), when_exhausted="repeat_last")
     conv_id = agent.start(server, "task", limit, "1.5", "--on-timeout", "error")
     wait_until(lambda: "think" in agent.output(conv_id))
@@ -392,7 +392,7 @@ def test_30_limits_hold_while_the_supervisor_is_stopped(agent, serve, limit):
     wait_until(lambda: not watcher.is_running() or watcher.status() == psutil.STATUS_ZOMBIE)
 
 
-# --------------------------------------------------------------------------- 31: terminal escapes
+# --------------------------------------------------------------------------- 34: terminal escapes
 
 
 HOSTILE = "title\x1b]0;pwned\x07 clip\x1b]52;c;aGVsbG8=\x07 clear\x1b[2J back\roverwrite bell\x07 csi\x9b1m end"
@@ -418,7 +418,7 @@ def on_a_terminal(argv: list[str], env: dict[str, str], cwd: Path, timeout: floa
     return process.wait(timeout), output
 
 
-def test_31_control_characters_reach_a_terminal_escaped_and_files_exactly(agent, serve):
+def test_34_control_characters_reach_a_terminal_escaped_and_files_exactly(agent, serve):
     server = serve({"content": HOSTILE, "tool_calls": [{"name": "terminal",
                                                         "arguments": {"command": "printf 'tool\\033]52;c;eA==\\a'"}}]},
                    {"tool_calls": [{"name": "finish", "arguments": {"message": HOSTILE}}]})
@@ -440,14 +440,14 @@ def test_31_control_characters_reach_a_terminal_escaped_and_files_exactly(agent,
     assert json.loads(agent("show", conv_id, "--json").stdout)["state"]["final_answer"] == HOSTILE
 
 
-# --------------------------------------------------------------------------- 32: files
+# --------------------------------------------------------------------------- 35: files
 
 
 def modes(*paths: Path) -> dict[str, str]:
     return {p.name: oct(p.stat().st_mode & 0o777) for p in paths}
 
 
-def test_32_every_directory_is_private_whatever_the_umask(agent, serve, tmp_path):
+def test_35_every_directory_is_private_whatever_the_umask(agent, serve, tmp_path):
     server = serve(finish())
     home = tmp_path / "a" / "b" / "home"  # missing parents too
     result = subprocess.run(agent.command("run", "-q", "-m", "openai/scripted", "--base-url", server.url, "go"),
@@ -461,7 +461,7 @@ def test_32_every_directory_is_private_whatever_the_umask(agent, serve, tmp_path
     assert all(p.stat().st_mode & 0o077 == 0 for p in files), modes(*files)
 
 
-def test_32_a_home_or_conversation_others_can_change_is_refused(agent, serve):
+def test_35_a_home_or_conversation_others_can_change_is_refused(agent, serve):
     server = serve(finish())
     conv_id = agent.start(server)
     agent("wait", conv_id)
@@ -480,7 +480,7 @@ def test_32_a_home_or_conversation_others_can_change_is_refused(agent, serve):
     assert listed.returncode == 0 and "can be written by group or others" in listed.stderr
 
 
-def test_32_a_planted_symlink_never_redirects_a_read_or_a_write(agent, serve, tmp_path):
+def test_35_a_planted_symlink_never_redirects_a_read_or_a_write(agent, serve, tmp_path):
     server = serve(finish())
     conv_id = agent.start(server)
     agent("wait", conv_id)
@@ -507,7 +507,7 @@ def test_32_a_planted_symlink_never_redirects_a_read_or_a_write(agent, serve, tm
     ("prices.json", '{"models": {}}', ["models"]),
     ("config.toml", 'model = "openai/gpt-4o"\n', ["config", "list"]),
 ])
-def test_32_files_that_set_behaviour_follow_the_same_rules(agent, tmp_path, name, content, command):
+def test_35_files_that_set_behaviour_follow_the_same_rules(agent, tmp_path, name, content, command):
     agent.home.mkdir(mode=0o700)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text(content)
@@ -526,15 +526,15 @@ def test_32_files_that_set_behaviour_follow_the_same_rules(agent, tmp_path, name
     assert writable.returncode == 2 and "go-w" in writable.stderr, writable.stderr
 
 
-# --------------------------------------------------------------------------- 33: the edges a new user hits
+# --------------------------------------------------------------------------- 36: the edges a new user hits
 
 
-def test_33_agent_alone_prints_the_help_as_help(agent):
+def test_36_agent_alone_prints_the_help_as_help(agent):
     result = agent()
     assert result.returncode == 0 and result.stdout.startswith("Usage: agent") and result.stderr == ""
 
 
-def test_33_rm_of_several_with_one_running_deletes_nothing_and_names_it(agent, serve):
+def test_36_rm_of_several_with_one_running_deletes_nothing_and_names_it(agent, serve):
     server = serve(finish(), finish(), slow_text(seconds=30))
     done = [agent.start(server) for _ in range(2)]
     for conv_id in done:
@@ -556,7 +556,7 @@ def closed_pipe() -> int:
     return write_end
 
 
-def test_33_a_reader_that_goes_away_changes_no_exit_code_and_stops_no_run(agent, serve):
+def test_36_a_reader_that_goes_away_changes_no_exit_code_and_stops_no_run(agent, serve):
     last = {**slow_text("streaming text " * 40, seconds=2),
             "tool_calls": [{"name": "finish", "arguments": {"message": "three"}}]}
     server = serve(finish("one"), finish("two"), last)
@@ -578,7 +578,7 @@ def test_33_a_reader_that_goes_away_changes_no_exit_code_and_stops_no_run(agent,
     assert agent.state(conv_id).final_answer == "three"
 
 
-def test_33_status_lines_start_a_line_and_output_in_the_grace_period_shows_as_it_comes(agent, serve):
+def test_36_status_lines_start_a_line_and_output_in_the_grace_period_shows_as_it_comes(agent, serve):
     server = serve(slow_text("think " * 400, seconds=20))
     cli = agent.popen("run", "-m", "openai/scripted", "--base-url", server.url, "--grace", "3", "task",
                       env=fault_env(ignore="SIGINT,SIGTERM"))
@@ -605,7 +605,7 @@ def test_33_status_lines_start_a_line_and_output_in_the_grace_period_shows_as_it
     assert cli.returncode == 130
 
 
-def test_33_max_cost_already_spent_says_so(agent, serve):
+def test_36_max_cost_already_spent_says_so(agent, serve):
     usage = {"prompt_tokens": 100, "completion_tokens": 100}
     server = serve({**finish("one"), "usage": usage}, {**finish("two"), "usage": usage})
     env = {"LLM_INPUT_COST_PER_TOKEN": "0.001", "LLM_OUTPUT_COST_PER_TOKEN": "0.002"}
@@ -620,7 +620,7 @@ def test_33_max_cost_already_spent_says_so(agent, serve):
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "output closed"])
-def test_33_an_interrupted_demo_leaves_no_run_no_server_and_no_conversation(agent, how):
+def test_36_an_interrupted_demo_leaves_no_run_no_server_and_no_conversation(agent, how):
     master, slave = os.openpty()
     if how == "ctrl-c":  # on a terminal, with NO_COLOR: no colour either
         demo = subprocess.Popen(agent.command("demo", "--seconds", "30"), stdin=slave, stdout=slave, stderr=slave,
