@@ -426,8 +426,8 @@ def test_34_control_characters_reach_a_terminal_escaped_and_files_exactly(agent,
                                 agent.env, agent.workspace)
     assert code == 0, shown
     conv_id = agent("ps", "-a", "-q").stdout.strip()
-    for argv in (["show", conv_id], ["logs", conv_id], ["ps", "-a"]):
-        code, more = on_a_terminal(agent.command(*argv), agent.env, agent.workspace)
+    for argv in (["show", conv_id], ["logs", conv_id], ["ps", "-a"]):  # NO_COLOR: ps's own colour aside
+        code, more = on_a_terminal(agent.command(*argv), {**agent.env, "NO_COLOR": "1"}, agent.workspace)
         assert code == 0, more
         shown += more
     text = shown.replace(b"\r\n", b"\n")  # the pty's own line discipline
