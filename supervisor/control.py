@@ -238,7 +238,9 @@ def observe(conv_dir: Path) -> State:
     that cannot be written (a full or read-only disk), the correction is shown, marked
     as not recorded, instead of failing. A run whose supervisor is stopped or gone says so."""
     try:
-        state = reconcile(conv_dir)
+        # A stop that is recording a run whose process is gone is waited for (bounded):
+        # a reader never shows `running` for a process that no longer exists.
+        state = reconcile(conv_dir, wait_for_stop=True)
     except OSError as error:
         state = load_state(conv_dir)
         if not _vanished(state):
