@@ -130,6 +130,14 @@ class Runtime:
     ended_at: str | None = None
     exit_code: int | None = None
     stop: dict[str, Any] | None = None  # how the last run was stopped from outside, if it was
+    host: dict[str, Any] | None = None  # where `pid` lives: hostname, boot_id, pid_ns (see environment.host_identity)
+    backend: str = "local"  # what started the run: "local", or a scheduler such as "slurm"
+    job: dict[str, Any] | None = None  # the scheduler's job: id, cluster, args, submitted_at, node, started_at
+
+    @property
+    def awaiting_process(self) -> bool:
+        """A job was submitted and has not ended, but no process has taken the run yet."""
+        return self.job is not None and self.pid is None and self.ended_at is None
 
 
 ON_TIMEOUT_CHOICES = ("retry", "error", "pause")
@@ -228,7 +236,13 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
     elif kind == "status_explained":
         state.status_reason = event.get("reason")
         state.status_kind = event.get("kind")
+    elif kind == "submitted":  # a new start, handed to a scheduler
+        state.runtime = Runtime(backend=event["backend"], job={**event["job"], "submitted_at": event["ts"]})
+    elif kind == "job_started":
+        if state.runtime.job is not None:
+            state.runtime.job.update(node=event.get("node"), started_at=event["ts"], host=event.get("host"))
     elif kind == "started":
+        previous = state.runtime
         state.runtime = Runtime(
             pid=event["pid"],
             create_time=event["create_time"],
@@ -236,7 +250,10 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
             marker=event.get("marker"),
             supervisor_pid=event.get("supervisor_pid"),
             started_at=event["ts"],
+            host=event.get("host"),
         )
+        if previous.awaiting_process:  # the process of a submitted job: the run keeps its job
+            state.runtime.backend, state.runtime.job = previous.backend, previous.job
     elif kind == "exited":
         state.runtime.ended_at = event["ts"]
         state.runtime.exit_code = event.get("exit_code")

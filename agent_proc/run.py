@@ -30,7 +30,7 @@ import structlog
 
 from agent_proc import conversation, llm, logs, pricing
 from agent_proc.conversation import Settings, Transaction, transaction
-from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, process_start_ticks
+from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, host_identity, process_start_ticks
 from agent_proc.providers import find_api_key, parse_model
 from agent_proc.status import STARTABLE, Status
 from agent_proc.tools import TOOL_SPECS, RunningCommand, describe_result
@@ -453,13 +453,14 @@ def start(conv_dir: Path, *, keep_partial: bool, log: Any) -> Run | None:
         if state.status not in STARTABLE:
             say(f"[error] conversation {state.id} is {state.status.value}; it cannot be started\n")
             return None
-        resumed = state.status is not Status.IDLE
+        history, _ = conversation.read_events(conv_dir)  # what is committed; this transaction adds the rest
+        resumed = any(e["type"] == "started" for e in history)  # (a run queued, then cancelled, never started)
         txn.set_status(Status.RUNNING, "resumed" if resumed else "started")
         me = psutil.Process()
         txn.record("started", pid=me.pid, create_time=me.create_time(), start_ticks=process_start_ticks(me.pid),
-                   marker=os.environ.get(MARKER_ENV), supervisor_pid=int(os.environ.get(SUPERVISOR_ENV) or 0) or None)
+                   marker=os.environ.get(MARKER_ENV), supervisor_pid=int(os.environ.get(SUPERVISOR_ENV) or 0) or None,
+                   host=host_identity())
         conversation.take_inbox(txn)
-        history, _ = conversation.read_events(conv_dir)  # what is committed; this transaction adds the rest
         for call in dangling_calls(history + txn.recorded):
             txn.record("tool_result", call_id=call["id"], name=call["name"], content=INTERRUPTED_RESULT,
                        outcome="interrupted")

@@ -4,10 +4,18 @@ Every status change anywhere in the project goes through `check_transition`, so 
 rules below are the only place that says what may happen to a run.
 
     idle ──start──▶ running ──▶ finished
-                      │  ▲  ╲
-              pause / │  │   ╲──▶ error
-            interrupt ▼  │ resume
-                    paused
+      ╲               │  ▲  ╲
+       ╲      pause / │  │   ╲──▶ error
+        ╲   interrupt ▼  │ resume
+         ╲          paused
+          ╲            ▲
+           ╲──submit──▶ queued ──▶ running (the job started)
+
+`queued` is a run handed to a scheduler (`--backend slurm`) whose job has not started
+yet: the first process of the job takes it to `running`. Interrupting it cancels the
+job and leaves it `paused` with nothing run; a job that vanished before it started
+leaves it `paused` (cancelled) or `error`. Every status from which a run may start
+may also be submitted.
 
 `finished` and `error` can be resumed too: a user may `send` a follow-up to a finished
 conversation, or retry one that failed.
@@ -20,6 +28,7 @@ from enum import Enum
 
 class Status(str, Enum):
     IDLE = "idle"
+    QUEUED = "queued"
     RUNNING = "running"
     PAUSED = "paused"
     FINISHED = "finished"
@@ -27,15 +36,21 @@ class Status(str, Enum):
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.IDLE: frozenset({Status.RUNNING, Status.ERROR}),
+    Status.IDLE: frozenset({Status.QUEUED, Status.RUNNING, Status.ERROR}),
+    Status.QUEUED: frozenset({Status.RUNNING, Status.PAUSED, Status.ERROR}),
     Status.RUNNING: frozenset({Status.PAUSED, Status.FINISHED, Status.ERROR}),
-    Status.PAUSED: frozenset({Status.RUNNING, Status.ERROR}),
-    Status.FINISHED: frozenset({Status.RUNNING}),
-    Status.ERROR: frozenset({Status.RUNNING}),
+    Status.PAUSED: frozenset({Status.QUEUED, Status.RUNNING, Status.ERROR}),
+    Status.FINISHED: frozenset({Status.QUEUED, Status.RUNNING}),
+    Status.ERROR: frozenset({Status.QUEUED, Status.RUNNING}),
 }
 
-# Statuses from which a new child process may be started for the conversation.
+# Statuses from which a new child process may be started for the conversation
+# (`queued` among them: the job's child takes its own submission over).
 STARTABLE: frozenset[Status] = frozenset(s for s, targets in TRANSITIONS.items() if Status.RUNNING in targets)
+# Statuses from which a user may start the run again (`agent resume`), or submit it.
+RESUMABLE: frozenset[Status] = frozenset(s for s, targets in TRANSITIONS.items() if Status.QUEUED in targets)
+# A run is under way: a process or a scheduler's job holds the conversation.
+ACTIVE: frozenset[Status] = frozenset({Status.QUEUED, Status.RUNNING})
 
 
 class IllegalTransition(Exception):

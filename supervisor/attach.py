@@ -7,21 +7,25 @@ is what the other replays later.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from agent_proc import conversation
-from agent_proc.conversation import State
+from agent_proc.conversation import State, load_state
+from agent_proc.status import ACTIVE
 from supervisor import control, watchdog
 
 POLL = 0.05
+CHECK_EVERY = 1.0  # following a scheduler's job: how often the scheduler is asked whether it vanished
+JOB_EXIT_WAIT = 10.0  # a run that has recorded its end: how long its job may take to exit
 
 
 def output_size(conv_dir: Path) -> int:
@@ -60,29 +64,54 @@ class Outcome:
     report: control.StopReport | None
 
 
-def supervise(conv_dir: Path, child: subprocess.Popen[bytes], *, grace: float, show: bool, offset: int) -> Outcome:
-    """Watch the run until its process exits: show its output (if `show`), enforce its
-    limits (`watchdog`), and stop it on Ctrl+C or SIGTERM.
+@contextlib.contextmanager
+def stop_signals() -> Iterator[list[int]]:
+    """Note SIGINT and SIGTERM instead of dying of them; yields the list they land in.
 
-    The first SIGINT or SIGTERM stops the run exactly as `agent interrupt` does; a
-    second one during that stop kills at once. The handlers only note the signal (the
-    loop acts on it within one poll), so no exception can land at an awkward moment.
+    The handlers only take note (the caller's loop acts within one poll), so no
+    exception can land at an awkward moment.
     """
     received: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
-    out = sys.stderr.buffer if show else open(os.devnull, "wb")  # noqa: SIM115
-    dog = watchdog.Watchdog.for_run(conv_dir, child, grace)
-    report = None
     try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _output(show: bool) -> Iterator[BinaryIO]:
+    if show:
+        yield sys.stderr.buffer
+    else:
+        with open(os.devnull, "wb") as out:
+            yield out
+
+
+def _stop(conv_dir: Path, received: list[int], out: BinaryIO, grace: float) -> control.StopReport:
+    """The first SIGINT or SIGTERM stops the run as `agent interrupt` does; a second one
+    during that stop kills at once."""
+    name = signal.Signals(received[0]).name
+    out.write(f"\n[agent] {name}: stopping run {conv_dir.name} (again to kill at once)\n".encode())
+    out.flush()
+    return control.stop_run(conv_dir, grace=grace, requested_by=f"agent run ({name})", hurry=lambda: len(received) > 1)
+
+
+def supervise(conv_dir: Path, child: subprocess.Popen[bytes], *, grace: float, show: bool, offset: int,
+              time_up: Callable[[], bool] = lambda: False) -> Outcome:
+    """Watch the run until its process exits: show its output (if `show`), enforce its
+    limits (`watchdog`; `time_up()` turns true when a scheduler's time limit is near),
+    and stop it on Ctrl+C or SIGTERM.
+    """
+    dog = watchdog.Watchdog.for_run(conv_dir, child, grace, time_up)
+    report = None
+    with stop_signals() as received, _output(show) as out:
         while child.poll() is None and report is None:
             offset = copy_output(conv_dir, offset, out)
             if received:
-                name = signal.Signals(received[0]).name
-                out.write(f"\n[agent] {name}: stopping run {conv_dir.name} (again to kill at once)\n".encode())
-                out.flush()
-                report = control.stop_run(conv_dir, grace=grace, requested_by=f"agent run ({name})",
-                                          hurry=lambda: len(received) > 1)
+                report = _stop(conv_dir, received, out, grace)
             else:
                 report = dog.check()
                 time.sleep(POLL)
@@ -90,9 +119,41 @@ def supervise(conv_dir: Path, child: subprocess.Popen[bytes], *, grace: float, s
         copy_output(conv_dir, offset, out)
         # Another shell may be stopping this run: its record comes first.
         state = control.reconcile(conv_dir, wait_for_stop=True)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if not show:
-            out.close()
+    return Outcome(state, received[0] if received else None, report)
+
+
+def follow_job(conv_dir: Path, *, grace: float, show: bool, offset: int) -> Outcome:
+    """Follow a run that a scheduler holds, from wherever this command runs: show its
+    output (output.log on the shared $AGENT_HOME) and where its job is, turn Ctrl+C or
+    SIGTERM into an interrupt through the scheduler, and return once the run has
+    ended and its job is gone (so that its last words are shown).
+
+    The run's limits are enforced by its watcher, in the job; the scheduler is asked
+    about the job every `CHECK_EVERY` seconds, to notice a job that vanished.
+    """
+    from supervisor import scheduled
+
+    report = None
+    announced: str | None = None
+    checked = time.monotonic()
+    with stop_signals() as received, _output(show) as out:
+        while True:
+            offset = copy_output(conv_dir, offset, out)
+            if received and report is None:
+                report = _stop(conv_dir, received, out, grace)
+            state = load_state(conv_dir)
+            node = (state.runtime.job or {}).get("node")
+            if node and node != announced:
+                out.write(f"[agent] job {state.runtime.job['id']} started on {node}\n".encode())  # type: ignore[index]
+                out.flush()
+                announced = node
+            if state.status not in ACTIVE:
+                break
+            if time.monotonic() - checked >= CHECK_EVERY:
+                control.reconcile(conv_dir)
+                checked = time.monotonic()
+            time.sleep(POLL)
+        scheduled.wait_job_ended(conv_dir, state.runtime, JOB_EXIT_WAIT, give_up=lambda: len(received) > 1)
+        copy_output(conv_dir, offset, out)
+        state = control.reconcile(conv_dir, wait_for_stop=True)
     return Outcome(state, received[0] if received else None, report)

@@ -20,8 +20,8 @@ import click
 
 from agent_proc import conversation
 from agent_proc.conversation import ON_TIMEOUT_CHOICES, ConversationError, Settings
-from agent_proc.status import STARTABLE, IllegalTransition, Status
-from supervisor import __version__, outcomes
+from agent_proc.status import ACTIVE, RESUMABLE, IllegalTransition, Status
+from supervisor import __version__, backends, outcomes
 
 # Set AGENT_DEBUG=1 to see the traceback of an unexpected error.
 DEBUG_ENV = "AGENT_DEBUG"
@@ -41,6 +41,8 @@ class AgentGroup(click.Group):
             return super().invoke(ctx)
         except BrokenPipeError:
             raise  # the reader went away (`agent logs ID | head`): click exits quietly
+        except backends.BackendError as error:  # a scheduler missing, unreachable, or refusing a job
+            raise click.ClickException(str(error)) from None
         except OSError as error:
             where = f"{error.filename}: " if error.filename else ""
             raise click.ClickException(f"{where}{error.strerror or error}") from None
@@ -95,24 +97,34 @@ def _print_json(doc: Any) -> None:
 
 
 def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: bool,
-           keep_partial: bool = False) -> None:
-    """Start the run and wait until its child has taken the conversation over; then
-    either return (detached: a watcher process supervises it) or supervise it here,
-    showing its output, and exit with the code its outcome maps to."""
-    from supervisor import attach, control, render
+           keep_partial: bool = False, placement: Any = None) -> None:
+    """Start the run, then either return (detached: a watcher process, here or in a
+    scheduler's job, supervises it) or follow it here, showing its output, and exit
+    with the code its outcome maps to. Here, in the foreground, this process is the
+    run's supervisor; a run a scheduler holds is followed through its files instead."""
+    from supervisor import attach, control
 
+    backend = placement.backend if placement else backends.DEFAULT
     output_from = attach.output_size(conv_dir)  # a resumed run shows only what is new
-    if detach:
-        watcher = control.spawn_watcher(conv_dir, grace=grace, keep_partial=keep_partial)
+    if detach or backend != backends.DEFAULT:
+        request = backends.StartRequest(grace, keep_partial, conversation.load_state(conv_dir).settings.run_timeout,
+                                        placement.args if placement else ())
         try:
-            state = control.wait_started(conv_dir, watcher, as_supervisor=True)
+            state = control.launch(conv_dir, backend, request)
         except control.StartFailed as error:
             raise click.ClickException(str(error)) from None
-        if as_json:
-            _print_json({"id": state.id, "pid": state.runtime.pid, "supervisor_pid": watcher.pid})
-        else:
-            click.echo(state.id)
-        return
+        if detach:
+            if as_json:
+                _print_json({"id": state.id, "status": state.status.value, "pid": state.runtime.pid,
+                             "supervisor_pid": state.runtime.supervisor_pid, "backend": state.runtime.backend,
+                             "job": state.runtime.job})
+            else:
+                click.echo(state.id)
+            return
+        if not quiet:
+            click.echo(f"[agent] run {state.id} submitted: {backends.of(state.runtime).describe(state.runtime)}",
+                       err=True)
+        _exit_with(attach.follow_job(conv_dir, grace=grace, show=not quiet, offset=output_from), as_json)
     child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), keep_partial=keep_partial)
     try:
         state = control.wait_started(conv_dir, child)
@@ -123,7 +135,13 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
         sys.exit(outcomes.EXIT_PAUSED)
     if not quiet:
         click.echo(f"[agent] run {state.id} started (pid {child.pid}, model {state.model})", err=True)
-    outcome = attach.supervise(conv_dir, child, grace=grace, show=not quiet, offset=output_from)
+    _exit_with(attach.supervise(conv_dir, child, grace=grace, show=not quiet, offset=output_from), as_json)
+
+
+def _exit_with(outcome: Any, as_json: bool) -> None:
+    """Say how a followed run ended, and exit with the code that means it."""
+    from supervisor import render
+
     state = outcome.state
     if outcome.report and not outcome.report.already_stopped:
         click.echo(f"[agent] stopped in {outcome.report.duration_ms:.0f} ms ({outcome.report.method})", err=True)
@@ -144,6 +162,16 @@ _grace = click.option("--grace", type=click.FloatRange(min=0), default=2.0, show
                       help="On Ctrl+C: seconds to wait after SIGINT before SIGTERM and SIGKILL.")
 _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+
+
+def _placement(command: Any) -> Any:
+    """Where the run executes, shared by `run` and `resume`."""
+    command = click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="ARG",
+                           help="With --backend slurm: passed to sbatch as it is (repeatable), "
+                                "e.g. --sbatch-arg=--partition=cpu.")(command)
+    return click.option("--backend", type=click.Choice(backends.names()),
+                        help="Where the run executes: local (this machine) or slurm (a batch job).  "
+                             "[default: $AGENT_BACKEND, else local; resume: where it last ran]")(command)
 
 
 def _limits(command: Any) -> Any:
@@ -181,12 +209,13 @@ def _given(**limits: Any) -> dict[str, Any]:
 @click.option("-w", "--workspace", type=click.Path(exists=True, file_okay=False, resolve_path=True), default=".",
               help="Directory the tools work in  [default: current directory]")
 @_limits
+@_placement
 @_detach
 @_grace
 @_quiet
 @_json
-def run(prompt: str, model: str | None, base_url: str | None, workspace: str, detach: bool, grace: float,
-        quiet: bool, as_json: bool, **limits: Any) -> None:
+def run(prompt: str, model: str | None, base_url: str | None, workspace: str, backend: str | None,
+        sbatch_args: tuple[str, ...], detach: bool, grace: float, quiet: bool, as_json: bool, **limits: Any) -> None:
     """Start an agent run on PROMPT ('-' reads it from stdin).
 
     In the foreground, progress goes to stderr as it happens and the final answer
@@ -198,17 +227,19 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, de
       agent run "what is in this directory?" -m openai/gpt-4o
       echo "fix the failing test" | agent run - -w ~/src/app
       id=$(agent run -d --timeout 600 "summarise README.md") && agent wait "$id"
+      agent run -d --backend slurm --sbatch-arg=--partition=cpu "summarise README.md"
     """
     from supervisor import settings
 
     text = _read_text(prompt, "prompt")
     chosen = settings.resolve_model(model, base_url)
     settings.check_key(chosen)
+    placement = settings.resolve_placement(backend, sbatch_args)
     run_settings = Settings(**_given(**limits))
     settings.check_budget(chosen, run_settings)
     conv_dir = conversation.create(model=chosen.ref.full_name, workspace=workspace, base_url=chosen.base_url,
                                    prompt=text, settings=run_settings)
-    _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json)
+    _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json, placement=placement)
 
 
 @cli.command()
@@ -216,23 +247,27 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, de
 @click.option("--keep-partial", is_flag=True,
               help="Send the model its own partial output from an interrupted call, instead of dropping it.")
 @_limits
+@_placement
 @_detach
 @_grace
 @_quiet
 @_json
-def resume(conv_id: str, keep_partial: bool, detach: bool, grace: float, quiet: bool, as_json: bool,
-           **limits: Any) -> None:
+def resume(conv_id: str, keep_partial: bool, backend: str | None, sbatch_args: tuple[str, ...], detach: bool,
+           grace: float, quiet: bool, as_json: bool, **limits: Any) -> None:
     """Carry on with a paused (or failed, or finished) conversation.
 
     Messages given with `agent send` since it stopped are taken in first. A tool
     call that was cut off gets a result saying it was interrupted. Limits given
-    here replace the ones the run had.
+    here replace the ones the run had. It runs where it last ran (a run that went
+    to Slurm is submitted again, with the same --sbatch-arg) unless --backend says
+    otherwise.
 
     \b
     Examples:
       agent resume 3f9a
       agent resume 3f9a --llm-timeout 120 --keep-partial
       agent send 3f9a "also update the docs" && agent resume -d 3f9a
+      agent resume 3f9a --backend local     # a Slurm run, carried on here
     """
     from agent_proc.providers import parse_model
     from supervisor import control, settings
@@ -240,10 +275,12 @@ def resume(conv_id: str, keep_partial: bool, detach: bool, grace: float, quiet: 
     conv_dir = _conv_dir(conv_id)
     state = control.reconcile(conv_dir)
     events, _ = conversation.read_events(conv_dir)  # damage is reported here, not by a child that fails to start
-    if state.status is Status.RUNNING:
-        raise UsageError(f"conversation {state.id} is already running (pid {state.runtime.pid})")
-    if state.status not in STARTABLE:
+    if state.status in ACTIVE:
+        where = backends.of(state.runtime).describe(state.runtime)
+        raise UsageError(f"conversation {state.id} is already {state.status.value} ({where})")
+    if state.status not in RESUMABLE:
         raise UsageError(f"conversation {state.id} is {state.status.value} and cannot be resumed")
+    placement = settings.resolve_placement(backend, sbatch_args, last=state.runtime)
     if state.status is Status.FINISHED and not _has_new_message(conv_dir, events):
         raise UsageError(f"conversation {state.id} has finished; `agent send {state.id} MESSAGE` to give it more")
     chosen = settings.ModelSettings(parse_model(state.model), state.base_url or "")
@@ -253,7 +290,8 @@ def resume(conv_id: str, keep_partial: bool, detach: bool, grace: float, quiet: 
         settings.check_budget(chosen, new_settings)
         with conversation.transaction(conv_dir) as txn:
             txn.record("settings_changed", settings=changed)
-    _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json, keep_partial=keep_partial)
+    _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json, keep_partial=keep_partial,
+           placement=placement)
 
 
 def _has_new_message(conv_dir: Path, events: list[dict[str, Any]]) -> bool:
@@ -313,6 +351,10 @@ def pause(conv_id: str, no_wait: bool, timeout: float | None) -> None:
     from supervisor import control
 
     conv_dir = _conv_dir(conv_id)
+    if control.reconcile(conv_dir).status is Status.QUEUED:  # no step in progress: its job is cancelled
+        report = control.stop_run(conv_dir, requested_by="agent pause")
+        click.echo(f"{report.conversation} {report.status.value}")
+        return
     state = control.request_pause(conv_dir)
     if state.status is not Status.RUNNING:
         click.echo(f"{state.id} is not running ({state.status.value}); nothing to pause", err=True)
@@ -364,23 +406,25 @@ def ps(show_all: bool, quiet: bool, as_json: bool) -> None:
     """
     from supervisor import control, render
 
-    states, broken = [], []
-    for conv_dir in conversation.list_dirs():
+    dirs = conversation.list_dirs()
+    backends.prefetch(dirs)  # one question to each scheduler, not one per run
+    listed, broken = [], []
+    for conv_dir in dirs:
         try:
-            state = control.reconcile(conv_dir)
+            seen = control.inspect(conv_dir)
         except ConversationError as error:
             broken.append(str(error))
             continue
-        if show_all or state.status is Status.RUNNING:
-            states.append(state)
-    states.sort(key=lambda s: s.created_at)
+        if show_all or seen.state.status in ACTIVE:
+            listed.append((seen.state, seen.probe))
+    listed.sort(key=lambda pair: pair[0].created_at)
     if as_json:
-        _print_json([render.summary(s) for s in states])
+        _print_json([render.summary(state, probe) for state, probe in listed])
     elif quiet:
-        for s in states:
-            click.echo(s.id)
-    elif states:
-        click.echo(render.ps_table(states))
+        for state, _ in listed:
+            click.echo(state.id)
+    elif listed:
+        click.echo(render.ps_table(listed))
     for problem in broken:
         click.echo(f"warning: {problem}", err=True)
 
@@ -399,13 +443,14 @@ def show(conv_id: str, as_json: bool) -> None:
     from supervisor import control, render
 
     conv_dir = _conv_dir(conv_id)
-    state = control.reconcile(conv_dir)
+    seen = control.inspect(conv_dir)
     events, _ = conversation.read_events(conv_dir)
     pending = conversation.pending_messages(conv_dir)
     if as_json:
-        _print_json({"state": state.to_dict(), "events": events, "pending_messages": pending})
+        liveness = {"liveness": seen.probe.liveness.value, "liveness_detail": seen.probe.detail} if seen.probe else {}
+        _print_json({"state": seen.state.to_dict(), **liveness, "events": events, "pending_messages": pending})
     else:
-        click.echo(render.show_text(state, events, pending))
+        click.echo(render.show_text(seen.state, events, pending, seen.probe))
 
 
 @cli.command()
@@ -419,7 +464,7 @@ def logs(conv_id: str, follow: bool) -> None:
       agent logs 3f9a
       agent logs -f 3f9a
     """
-    from supervisor import attach, control, processes
+    from supervisor import attach, control
 
     conv_dir = _conv_dir(conv_id)
     out = sys.stdout.buffer
@@ -428,9 +473,9 @@ def logs(conv_id: str, follow: bool) -> None:
         return
     def finished() -> bool:
         # The run's last words are printed after its final status is written: wait for
-        # its process to be gone too, so that they are shown.
+        # its process (or job) to be gone too, so that they are shown.
         state = control.reconcile(conv_dir)
-        return state.status is not Status.RUNNING and processes.identify(state.runtime) is None
+        return state.status not in ACTIVE and control.all_gone(state.runtime)
 
     try:
         attach.follow(conv_dir, out, offset=0, done=finished)
@@ -483,9 +528,9 @@ def rm(conv_ids: tuple[str, ...], force: bool) -> None:
     dirs = [_conv_dir(c) for c in conv_ids]
     for conv_dir in dirs:
         state = control.reconcile(conv_dir)
-        if state.status is Status.RUNNING:
+        if state.status in ACTIVE:
             if not force:
-                raise UsageError(f"conversation {state.id} is running; interrupt it first or use rm -f")
+                raise UsageError(f"conversation {state.id} is {state.status.value}; interrupt it first or use rm -f")
             control.stop_run(conv_dir, grace=1.0, requested_by="agent rm -f")
             control.wait_supervisor_gone(conv_dir)
         shutil.rmtree(conv_dir)

@@ -22,10 +22,10 @@ from pathlib import Path
 import psutil
 
 from agent_proc import conversation
-from agent_proc.conversation import State, load_state, transaction
-from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV
-from agent_proc.status import Status
-from supervisor import processes
+from agent_proc.conversation import ConversationError, Runtime, State, load_state, transaction
+from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, same_host
+from agent_proc.status import ACTIVE, Status
+from supervisor import backends, processes, scheduled
 
 STOP_LOCK_FILE = "stop.lock"
 START_TIMEOUT = 30.0
@@ -97,6 +97,18 @@ def wait_started(conv_dir: Path, process: subprocess.Popen[bytes], timeout: floa
         time.sleep(0.01)
 
 
+def launch(conv_dir: Path, backend_name: str, request: backends.StartRequest) -> State:
+    """Start the run's watcher through a backend: here (`local`: returns once the child
+    has taken the conversation over) or as a scheduler's job (returns once it is
+    submitted and the conversation `queued`)."""
+    backend = backends.get(backend_name)
+    started = backend.start(conv_dir, request)
+    if started.job is not None:
+        return scheduled.record_submission(conv_dir, backend, started.job)
+    assert started.process is not None
+    return wait_started(conv_dir, started.process, as_supervisor=True)
+
+
 def abandon_start(conv_dir: Path, child: subprocess.Popen[bytes], grace: float = 1.0) -> None:
     """Stop a child that was asked to stop before `wait_started` returned: SIGINT first
     (if it has taken the conversation over, it records the pause), SIGKILL if need be."""
@@ -136,35 +148,72 @@ def _stop_lock(conv_dir: Path, *, wait: bool = True) -> Iterator[bool]:
         os.close(fd)
 
 
-def reconcile(conv_dir: Path, *, wait_for_stop: bool = False) -> State:
-    """The conversation's state, corrected if it says `running` but its process is gone.
+@dataclass
+class Seen:
+    """A conversation's state, and what its backend says of its run if it is under way."""
+
+    state: State
+    probe: backends.Probe | None  # None: no run is under way, nothing to ask
+
+
+def inspect(conv_dir: Path, *, wait_for_stop: bool = False) -> Seen:
+    """The conversation's state, corrected if it says a run is under way (`running`,
+    `queued`) that its backend knows to be gone. An unknown liveness (a run on another
+    host, a scheduler that cannot be asked) changes nothing.
 
     While a stop is under way (another shell's `agent interrupt`), its record is about
     to be written: with `wait_for_stop` we wait for it, otherwise we leave it be.
     """
     state = load_state(conv_dir)
-    if state.status is not Status.RUNNING or processes.identify(state.runtime) is not None:
-        return state
+    if state.status not in ACTIVE:
+        return Seen(state, None)
+    probe = _probe(state.runtime)
+    if probe.liveness is not backends.Liveness.GONE:
+        return Seen(state, probe)
     with _stop_lock(conv_dir, wait=wait_for_stop) as free:
-        if not free:
-            return state
-        return _record_vanished(conv_dir)
+        if free:
+            state = _record_vanished(conv_dir, state.runtime, probe)
+    return Seen(state, probe)
 
 
-def _record_vanished(conv_dir: Path) -> State:
-    """Under the stop lock: mark a `running` conversation whose process is gone as failed,
-    and end whatever it left behind (tools of a child that crashed run on under init)."""
+def reconcile(conv_dir: Path, *, wait_for_stop: bool = False) -> State:
+    """`inspect`, for callers that only want the state."""
+    return inspect(conv_dir, wait_for_stop=wait_for_stop).state
+
+
+def reconcile_locked(conv_dir: Path) -> State:
+    """`reconcile` for a caller that holds the stop lock."""
+    state = load_state(conv_dir)
+    return _record_vanished(conv_dir, state.runtime, _probe(state.runtime)) if state.status in ACTIVE else state
+
+
+def _probe(runtime: Runtime, *, ask_scheduler: bool = False) -> backends.Probe:
+    try:
+        return backends.of(runtime).probe(runtime, ask_scheduler=ask_scheduler)
+    except backends.BackendError as error:
+        return backends.Probe(backends.Liveness.UNKNOWN, str(error))
+
+
+def _same_start(a: Runtime, b: Runtime) -> bool:
+    return (a.pid, a.start_ticks, (a.job or {}).get("id")) == (b.pid, b.start_ticks, (b.job or {}).get("id"))
+
+
+def _record_vanished(conv_dir: Path, seen: Runtime, probe: backends.Probe) -> State:
+    """Under the stop lock: mark a run that `probe` found gone as failed (or, for a job
+    cancelled before it started, paused), and end whatever it left behind here
+    (tools of a child that crashed run on under init)."""
     with transaction(conv_dir) as txn:
         runtime = txn.state.runtime
-        if txn.state.status is Status.RUNNING and processes.identify(runtime) is None:
-            orphans = processes.marked(runtime.marker)
+        if txn.state.status in ACTIVE and probe.liveness is backends.Liveness.GONE and _same_start(runtime, seen):
+            orphans = processes.marked(runtime.marker) if same_host(runtime.host) else []
             processes.send(orphans, signal.SIGKILL)
-            reason = (f"process {runtime.pid} is gone without recording an outcome "
-                      "(crashed, killed, or the machine restarted)")
-            txn.record("reconciled", reason=reason, pid=runtime.pid, killed=[_describe(p) for p in orphans])
+            txn.record("reconciled", reason=probe.detail, pid=runtime.pid, killed=[_describe(p) for p in orphans])
             if runtime.ended_at is None:
                 txn.record("exited", exit_code=None)
-            txn.set_status(Status.ERROR, reason)
+            if txn.state.status is Status.QUEUED and probe.cancelled:
+                txn.set_status(Status.PAUSED, f"{probe.detail}; nothing ran", kind="cancelled")
+            else:
+                txn.set_status(Status.ERROR, probe.detail)
         return txn.state
 
 
@@ -207,9 +256,14 @@ def stop_run(
     started = time.monotonic()
     with _stop_lock(conv_dir):
         state = load_state(conv_dir)
+        if state.status in ACTIVE and _through_scheduler(state.runtime):
+            return scheduled.stop(conv_dir, state, grace=grace, requested_by=requested_by, hurry=hurry, started=started)
+        if state.status is Status.RUNNING and not same_host(state.runtime.host):
+            raise ConversationError(f"run {state.id} is a local run on {(state.runtime.host or {}).get('hostname')}; "
+                                    "stop it from there")
         process = processes.identify(state.runtime) if state.status is Status.RUNNING else None
         if process is None:
-            state = _record_vanished(conv_dir)
+            state = reconcile_locked(conv_dir)
             return StopReport(state.id, state.status, already_stopped=True)
 
         tree = processes.snapshot_tree(process)
@@ -251,11 +305,28 @@ def stop_run(
                           escaped=escaped_info)
 
 
+def _through_scheduler(runtime: Runtime) -> bool:
+    """Whether a stop must go through the run's scheduler: always, except for the run's
+    own supervisor (the watcher inside the job), which stops its child itself."""
+    if runtime.backend == backends.DEFAULT:
+        return False
+    return not (runtime.supervisor_pid == os.getpid() and same_host(runtime.host))
+
+
 def _describe(process: psutil.Process) -> str:
     try:
         return f"{process.pid} {' '.join(process.cmdline())[:80]}"
     except psutil.Error:
         return str(process.pid)
+
+
+def all_gone(runtime: Runtime) -> bool:
+    """Whether no process of the run is left: its pid gone, or for a scheduler's job,
+    the job ended (or nobody can tell any more)."""
+    if runtime.backend != backends.DEFAULT:
+        probe = _probe(runtime, ask_scheduler=True)
+        return probe.liveness is not backends.Liveness.ALIVE
+    return not same_host(runtime.host) or processes.identify(runtime) is None
 
 
 def wait_supervisor_gone(conv_dir: Path, timeout: float = 3.0) -> None:
@@ -288,11 +359,11 @@ def request_pause(conv_dir: Path) -> State:
 
 
 def wait_settled(conv_dir: Path, timeout: float | None = None, poll: float = 0.05) -> State:
-    """Wait until the conversation is not running (or `timeout`); return its state."""
+    """Wait until no run is under way (or `timeout`); return the conversation's state."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         state = reconcile(conv_dir)
-        if state.status is not Status.RUNNING:
+        if state.status not in ACTIVE:
             return state
         if deadline is not None and time.monotonic() >= deadline:
             return state

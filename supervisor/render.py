@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from agent_proc.conversation import Runtime, State
+from supervisor.backends import Probe
 
 
 def age(iso: str, now: datetime | None = None) -> str:
@@ -25,8 +26,23 @@ def cost(value: float | None) -> str:
     return "unknown" if value is None else f"${value:.4f}"
 
 
-def summary(state: State) -> dict[str, Any]:
-    """The fields of a state that `ps --json` and `run --json` print."""
+def where(state: State) -> str:
+    """Where the run under way executes ("pid 4242", "slurm job 17 on node3"), else "-"."""
+    from agent_proc.status import ACTIVE
+    from supervisor import backends
+
+    if state.status not in ACTIVE:
+        return "-"
+    try:
+        return backends.of(state.runtime).describe(state.runtime)
+    except backends.BackendError:
+        return state.runtime.backend
+
+
+def summary(state: State, probe: Probe | None = None) -> dict[str, Any]:
+    """The fields of a state that `ps --json` and `run --json` print. `probe`: what the
+    run's backend said of it (`liveness` is yes, no or unknown; null when no run is
+    under way)."""
     return {
         "id": state.id,
         "status": state.status.value,
@@ -36,6 +52,12 @@ def summary(state: State) -> dict[str, Any]:
         "created_at": state.created_at,
         "updated_at": state.updated_at,
         "pid": state.runtime.pid if state.status.value == "running" else None,
+        "backend": state.runtime.backend,
+        "job": state.runtime.job,
+        "host": (state.runtime.host or {}).get("hostname"),
+        "where": where(state),
+        "liveness": probe.liveness.value if probe else None,
+        "liveness_detail": probe.detail if probe else None,
         "cost_usd": state.metrics.accumulated_cost,
         "metrics": state.metrics.__dict__,
         "final_answer": state.final_answer,
@@ -47,12 +69,16 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
-def ps_table(states: list[State]) -> str:
-    rows = [["ID", "STATUS", "MODEL", "AGE", "COST", "PID", "REASON"]]
-    for s in states:
-        pid = str(s.runtime.pid) if s.status.value == "running" else "-"
-        rows.append([s.id, s.status.value, s.model, age(s.created_at), cost(s.metrics.accumulated_cost), pid,
-                     _shorten(s.status_reason or "", 50)])
+def ps_table(listed: list[tuple[State, Probe | None]]) -> str:
+    """One row per conversation; a run whose liveness nobody can tell from here says so
+    in REASON."""
+    rows = [["ID", "STATUS", "MODEL", "AGE", "COST", "WHERE", "REASON"]]
+    for s, probe in listed:
+        reason = s.status_reason or ""
+        if probe is not None and probe.liveness.value == "unknown":
+            reason = f"liveness unknown: {probe.detail}"
+        rows.append([s.id, s.status.value, s.model, age(s.created_at), cost(s.metrics.accumulated_cost), where(s),
+                     _shorten(reason, 60)])
     return table(rows)
 
 
@@ -61,11 +87,12 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def state_header(state: State) -> str:
+def state_header(state: State, probe: Probe | None = None) -> str:
     m, r = state.metrics, state.runtime
     lines = [
         f"id:          {state.id}",
         f"status:      {state.status.value}" + (f" ({state.status_reason})" if state.status_reason else ""),
+        *([f"alive:       {probe.liveness.value} ({probe.detail})"] if probe else []),
         f"model:       {state.model}  at {state.base_url}",
         f"workspace:   {state.workspace}",
         f"created:     {state.created_at}  (updated {state.updated_at})",
@@ -82,10 +109,20 @@ def state_header(state: State) -> str:
 
 
 def _process_line(runtime: Runtime) -> str:
+    job = runtime.job or {}
+    if job:
+        started = f", started {job['started_at']}" if job.get("started_at") else ", not started"
+        node = f" on {job['node']}" if job.get("node") else ""
+        cluster = f" (cluster {job['cluster']})" if job.get("cluster") else ""
+        line = f"job:         {runtime.backend} job {job.get('id')}{node}{cluster}, submitted {job.get('submitted_at')}"
+        line += f"{started}\n"
+    else:
+        line = ""
     if not runtime.pid:
-        return "process:     never started"
+        return line + "process:     never started"
     ended = f", exit {runtime.exit_code}" if runtime.exit_code is not None else ""
-    return f"process:     pid {runtime.pid}, started {runtime.started_at}{ended}"
+    host = f" on {runtime.host['hostname']}" if runtime.host else ""
+    return line + f"process:     pid {runtime.pid}{host}, started {runtime.started_at}{ended}"
 
 
 def event_text(event: dict[str, Any]) -> str:
@@ -122,8 +159,8 @@ def event_text(event: dict[str, Any]) -> str:
     return f"{head} {kind} {json.dumps(rest, ensure_ascii=False)}" if rest else f"{head} {kind}"
 
 
-def show_text(state: State, events: list[dict[str, Any]], pending: list[str]) -> str:
-    lines = [state_header(state), "", "history:"]
+def show_text(state: State, events: list[dict[str, Any]], pending: list[str], probe: Probe | None = None) -> str:
+    lines = [state_header(state, probe), "", "history:"]
     lines += [event_text(e) for e in events]
     if pending:
         lines += ["", "waiting in the inbox:"] + [f"  {p}" for p in pending]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from agent_proc.conversation import Settings
+from agent_proc.conversation import Runtime, Settings
 from agent_proc.providers import ModelNameError, ModelRef, find_api_key, key_required, parse_model
 
 
@@ -64,3 +64,32 @@ def check_budget(settings: ModelSettings, run_settings: Settings) -> None:
             f"--max-cost needs the price of {settings.ref.full_name}, which is unknown: add it to "
             "$AGENT_HOME/prices.json or set LLM_INPUT_COST_PER_TOKEN and LLM_OUTPUT_COST_PER_TOKEN"
         )
+
+
+BACKEND_ENV = "AGENT_BACKEND"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a run executes: a backend (`supervisor.backends`) and the options passed
+    to its scheduler as they are (`--sbatch-arg`)."""
+
+    backend: str
+    args: tuple[str, ...] = ()
+
+
+def resolve_placement(backend: str | None, args: tuple[str, ...], last: Runtime | None = None) -> Placement:
+    """--backend, else the backend the conversation last ran on (`last`, for resume),
+    else $AGENT_BACKEND, else local. Without new --sbatch-arg, a run resubmitted to the
+    same scheduler keeps the options of its last job."""
+    from supervisor import backends
+
+    ran_before = last is not None and (last.started_at is not None or last.job is not None)
+    name = backend or (last.backend if ran_before and last else None) or os.environ.get(BACKEND_ENV) or backends.DEFAULT
+    if name not in backends.names():
+        raise SettingsError(f"unknown backend {name!r} (from ${BACKEND_ENV}); known: {', '.join(backends.names())}")
+    if args and name != "slurm":
+        raise SettingsError(f"--sbatch-arg is for --backend slurm, not {name}")
+    if not args and last is not None and last.backend == name and last.job:
+        args = tuple(last.job.get("args") or ())
+    return Placement(name, args)

@@ -4,6 +4,11 @@
 enforces the run's limits from outside (`watchdog`), stops the run if it gets SIGINT
 or SIGTERM itself, and is there to reap the child. If it is killed, the child gets
 SIGINT (see `agent_proc.run.die_with_supervisor`) and pauses: no run goes on unwatched.
+
+With `--backend slurm` it is the main process of a batch job (the job's script
+`exec`s it): it first waits for the conversation to name its job and records where
+the job started, and SIGUSR1 (Slurm's warning before the job's time limit) stops the
+run as `--timeout` does.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import signal
 import sys
 
 from agent_proc import conversation
-from supervisor import attach, control, outcomes
+from supervisor import attach, backends, control, outcomes, scheduled
 
 
 def main(argv: list[str]) -> int:
@@ -22,18 +27,34 @@ def main(argv: list[str]) -> int:
     parser.add_argument("conversation")
     parser.add_argument("--grace", type=float, default=2.0)
     parser.add_argument("--keep-partial", action="store_true")
+    parser.add_argument("--backend", default=backends.DEFAULT, help="the scheduler whose job this process is")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal is no reason to stop a detached run
 
     conv_dir = conversation.resolve(args.conversation)
+    job = None
+    if args.backend != backends.DEFAULT:
+        job = backends.get(args.backend).this_job()  # type: ignore[attr-defined]
+        why_not = scheduled.claim(conv_dir, job) if job else f"not inside a {args.backend} job"
+        if why_not:
+            print(f"[watcher] {why_not}", file=sys.stderr)
+            return outcomes.EXIT_USAGE
+    time_up: list[int] = []
+    signal.signal(signal.SIGUSR1, lambda signum, frame: time_up.append(signum))
     child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), keep_partial=args.keep_partial)
     try:
         control.wait_started(conv_dir, child)
     except control.StartFailed as error:
         print(f"[watcher] {error}", file=sys.stderr)
+        if job:
+            scheduled.start_failed(conv_dir, str(error))
         return outcomes.EXIT_FAILED
+    except KeyboardInterrupt:  # stopped before the child was under way: it must not run on
+        control.abandon_start(conv_dir, child)
+        return outcomes.EXIT_PAUSED
     try:
-        outcome = attach.supervise(conv_dir, child, grace=args.grace, show=False, offset=0)
+        outcome = attach.supervise(conv_dir, child, grace=args.grace, show=False, offset=0,
+                                   time_up=lambda: bool(time_up))
     except conversation.ConversationError as error:  # removed (`agent rm -f`) while we watched
         print(f"[watcher] {error}", file=sys.stderr)
         return outcomes.EXIT_FAILED
