@@ -240,7 +240,8 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
         state.runtime = Runtime(backend=event["backend"], job={**event["job"], "submitted_at": event["ts"]})
     elif kind == "job_started":
         if state.runtime.job is not None:
-            state.runtime.job.update(node=event.get("node"), started_at=event["ts"], host=event.get("host"))
+            known = {k: event[k] for k in ("node", "cluster", "host") if event.get(k)}
+            state.runtime.job.update(known, started_at=event["ts"])
     elif kind == "started":
         previous = state.runtime
         state.runtime = Runtime(

@@ -254,7 +254,12 @@ def stop_run(
     changes nothing.
     """
     started = time.monotonic()
-    with _stop_lock(conv_dir):
+    runtime = load_state(conv_dir).runtime
+    # The watcher in a scheduler's job stops its child for a stop that already holds
+    # the lock elsewhere (the command that signalled it through the scheduler, and
+    # waits for it): it must not wait for that lock.
+    for_a_scheduler = runtime.backend != backends.DEFAULT and not _through_scheduler(runtime)
+    with contextlib.nullcontext() if for_a_scheduler else _stop_lock(conv_dir):
         state = load_state(conv_dir)
         if state.status in ACTIVE and _through_scheduler(state.runtime):
             return scheduled.stop(conv_dir, state, grace=grace, requested_by=requested_by, hurry=hurry, started=started)

@@ -77,8 +77,10 @@ def _command(argv: list[str], *, env: dict[str, str] | None = None, stdin: str |
         raise BackendError(f"{argv[0]} not found: Slurm's client commands are not installed here "
                            "(Debian: apt-get install slurm-client)")
     try:
+        # SIGPIPE stays ignored (as Python has it), so that a connection the controller
+        # drops under load is an error the command reports, not a silent death.
         return subprocess.run([program, *argv[1:]], input=stdin, capture_output=True, text=True, env=env,
-                              timeout=timeout)
+                              timeout=timeout, restore_signals=False)
     except subprocess.TimeoutExpired:
         raise BackendError(f"{argv[0]} did not answer within {timeout:g} s") from None
 
@@ -129,6 +131,9 @@ def start(conv_dir: Path, request: StartRequest) -> Launch:
     env = job_environment()
     env["AGENT_HOME"] = str(conv_dir.parent.parent)
     result = _command(argv, env=env, stdin=batch_script(state.id, request))
+    if result.returncode < 0:
+        raise BackendError(f"sbatch died of signal {-result.returncode}; the job may or may not be queued "
+                           f"(squeue --name=agent-{state.id})")
     if result.returncode != 0:
         raise BackendError(f"sbatch refused the job: {_error_line(result)}")
     job_id, _, cluster = result.stdout.strip().partition(";")
