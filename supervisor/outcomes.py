@@ -34,5 +34,6 @@ def exit_code_for(state: State) -> int:
         Status.FINISHED: EXIT_FINISHED,
         Status.PAUSED: EXIT_PAUSED,
         Status.RUNNING: EXIT_STILL_RUNNING,
+        Status.QUEUED: EXIT_STILL_RUNNING,
         Status.IDLE: EXIT_STILL_RUNNING,
     }[state.status]
