@@ -16,13 +16,16 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_proc.conversation import Runtime, State, load_state, transaction
 from agent_proc.environment import host_identity
 from agent_proc.status import ACTIVE, Status
 from supervisor import backends
 from supervisor.backends import Backend, Liveness
+
+if TYPE_CHECKING:
+    from supervisor.control import StopReport
 
 CLAIM_TIMEOUT = 120.0  # how long a job's watcher waits for the submitter to record its job id
 TERM_WAIT = 2.0  # after SIGTERM to the watcher, before SIGKILL to the whole job
@@ -106,7 +109,7 @@ def wait_job_ended(conv_dir: Path, runtime: Runtime, timeout: float, give_up: Ca
 
 
 def stop(conv_dir: Path, state: State, *, grace: float, requested_by: str, hurry: Callable[[], bool],
-         started: float) -> Any:
+         started: float) -> StopReport:
     """`control.stop_run` for a run a scheduler holds; called under the stop lock.
 
     A job still queued is cancelled outright, and the conversation goes back to

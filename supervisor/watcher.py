@@ -17,6 +17,7 @@ import argparse
 import os
 import signal
 import sys
+from pathlib import Path
 
 from agent_proc import conversation
 from supervisor import attach, backends, control, outcomes, scheduled
@@ -39,8 +40,14 @@ def main(argv: list[str]) -> int:
         if why_not:
             print(f"[watcher] {why_not}", file=sys.stderr)
             return outcomes.EXIT_USAGE
-    time_up: list[int] = []
-    signal.signal(signal.SIGUSR1, lambda signum, frame: time_up.append(signum))
+        if missing := _missing_key(conv_dir):
+            reason = f"on {job.get('node') if job else '?'}: {missing} (keys are not sent through {args.backend})"
+            print(f"[watcher] {reason}", file=sys.stderr)
+            scheduled.start_failed(conv_dir, reason)
+            return outcomes.EXIT_USAGE
+    time_up: list[int] = []  # in a job: the scheduler's warning that its time limit is near
+    if job:
+        signal.signal(signal.SIGUSR1, lambda signum, frame: time_up.append(signum))
     child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), keep_partial=args.keep_partial)
     try:
         control.wait_started(conv_dir, child)
@@ -59,6 +66,20 @@ def main(argv: list[str]) -> int:
         print(f"[watcher] {error}", file=sys.stderr)
         return outcomes.EXIT_FAILED
     return outcomes.exit_code_for(outcome.state)
+
+
+def _missing_key(conv_dir: Path) -> str | None:
+    """Why the run cannot call its model from here: no API key in this node's
+    environment (the submitting command's key is not sent along). None if it can."""
+    from agent_proc.providers import parse_model
+    from supervisor import settings
+
+    state = conversation.load_state(conv_dir)
+    try:
+        settings.check_key(settings.ModelSettings(parse_model(state.model), state.base_url or ""))
+    except settings.SettingsError as error:
+        return str(error)
+    return None
 
 
 if __name__ == "__main__":

@@ -382,6 +382,16 @@ def test_the_api_key_is_not_sent_through_slurm(sagent, serve, cluster):
     assert key not in (sagent.dir(conv_id) / "output.log").read_text()
 
 
+def test_a_node_without_the_key_says_so(sagent, serve, cluster):
+    result = sagent("run", "--backend", "slurm", "-m", "openai/gpt-4o", "--base-url", "http://model.cluster.invalid/v1",
+                    "task", env={"LLM_API_KEY": "sk-only-on-the-login-node"})
+    assert result.returncode == 1, result.stderr
+    conv_id = sagent("ps", "-a", "-q").stdout.strip()
+    state = sagent.state(conv_id)
+    assert state.status.value == "error" and state.status_kind == "start"
+    assert f"on {cluster.node}: no API key" in state.status_reason and "not sent through slurm" in state.status_reason
+
+
 # --------------------------------------------------------------------------- operators
 
 

@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import subprocess
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent_proc.conversation import Runtime
+
+if TYPE_CHECKING:  # the CLI imports this module on every start; subprocess only when it starts a run
+    import subprocess
 
 DEFAULT = "local"
 

@@ -24,6 +24,7 @@ import math
 import os
 import shlex
 import shutil
+import signal as signals
 import subprocess
 import sys
 import tempfile
@@ -162,8 +163,6 @@ def _job_id(runtime: Runtime) -> str:
 
 def signal(runtime: Runtime, sig: int, *, everyone: bool = False) -> bool:
     """`scancel --batch` (the watcher alone) or `--full` (every process of the job)."""
-    import signal as signals
-
     name = signals.Signals(sig).name.removeprefix("SIG")
     result = _command(["scancel", "--full" if everyone else "--batch", f"--signal={name}", _job_id(runtime)])
     return result.returncode == 0
