@@ -24,7 +24,8 @@ import pytest
 from agent_proc.conversation import load_state
 from supervisor.backends import slurm
 from tests import slurm_cluster
-from tests.conftest import Agent, dump, finish, slow_text, terminal, wait_until
+from supervisor import scheduled
+from tests.conftest import Agent, dump, fault_env, finish, slow_text, terminal, wait_until
 
 OTHER_HOST = "login-node-2"
 UNSHARE = shutil.which("unshare") or "unshare"
@@ -142,6 +143,8 @@ def test_run_is_submitted_executed_and_finished(sagent, serve, cluster):
     info = scontrol(cluster, job["id"])
     assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0"
     assert info["JobName"] == f"agent-{conv_id}"
+    followed = sagent("logs", "-f", conv_id, timeout=30)
+    assert followed.returncode == 0 and "from-the-node" in followed.stdout
 
 
 def test_interrupt_of_an_in_flight_model_call_goes_through_slurm(sagent, serve, cluster):
@@ -194,6 +197,28 @@ def test_ctrl_c_of_a_foreground_run_interrupts_through_slurm(sagent, serve, clus
     assert scontrol(cluster, job_of(sagent, conv_id))["ExitCode"] == "130:0"
 
 
+def test_escalation_goes_through_scancel_when_the_run_ignores_sigint(sagent, serve, cluster):
+    server = serve(slow_text(seconds=60))
+    # The child ignores SIGINT and SIGTERM; its watcher would give it 30 s before SIGKILL.
+    conv_id = submit(sagent, server, "--grace", "30", env=fault_env(ignore="SIGINT,SIGTERM"))
+    wait_until(lambda: streaming(sagent, conv_id), timeout=30)
+    child = sagent.child(conv_id)
+
+    began = time.monotonic()
+    result = sagent("interrupt", conv_id, "--grace", "1", "--json")
+    took = time.monotonic() - began
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    # After our 1 s, SIGTERM through scancel makes the watcher kill its child at once.
+    assert report["signals"][:2] == ["SIGINT", "SIGTERM"], report
+    assert took < 1 + scheduled.TERM_WAIT + 5, took
+    assert psutil.wait_procs([child], timeout=5)[1] == []
+    state = sagent.state(conv_id)
+    assert state.status.value == "paused" and "SIGKILL" in state.status_reason, dump(sagent, conv_id)
+    assert state.runtime.stop["requested_by"] == "agent interrupt"
+
+
 def test_pending_job_is_cancelled_by_interrupt_and_nothing_runs(sagent, serve, cluster):
     server = serve(finish("done later"))
     conv_id = submit(sagent, server, "--sbatch-arg=--hold")  # held: it stays in the queue
@@ -202,6 +227,7 @@ def test_pending_job_is_cancelled_by_interrupt_and_nothing_runs(sagent, serve, c
     assert [(c["id"], c["status"], c["liveness"]) for c in listed] == [(conv_id, "queued", "yes")]
     assert "JobHeldUser" in listed[0]["liveness_detail"]
     assert "queued" in sagent("ps").stdout
+    assert sagent("wait", conv_id, "--timeout", "0.5").returncode == 3
 
     result = sagent("interrupt", conv_id)
 
