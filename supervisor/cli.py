@@ -14,7 +14,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +22,10 @@ from agent_proc import conversation
 from agent_proc.conversation import ON_TIMEOUT_CHOICES, ConversationError, Settings
 from agent_proc.status import ACTIVE, RESUMABLE, IllegalTransition, Status
 from supervisor import __version__, backends, outcomes
+
+if TYPE_CHECKING:  # imported by the commands that need them
+    from supervisor.attach import Outcome
+    from supervisor.settings import Placement
 
 # Set AGENT_DEBUG=1 to see the traceback of an unexpected error.
 DEBUG_ENV = "AGENT_DEBUG"
@@ -97,7 +101,7 @@ def _print_json(doc: Any) -> None:
 
 
 def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: bool,
-           keep_partial: bool = False, placement: Any = None) -> None:
+           keep_partial: bool = False, placement: Placement | None = None) -> None:
     """Start the run, then either return (detached: a watcher process, here or in a
     scheduler's job, supervises it) or follow it here, showing its output, and exit
     with the code its outcome maps to. Here, in the foreground, this process is the
@@ -113,6 +117,10 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
             state = control.launch(conv_dir, backend, request)
         except control.StartFailed as error:
             raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:  # Ctrl+C while submitting: a job that made it to the queue leaves it
+            if conversation.load_state(conv_dir).status is Status.QUEUED:
+                control.stop_run(conv_dir, grace=grace, requested_by="agent run (SIGINT)")
+            sys.exit(outcomes.EXIT_PAUSED)
         if detach:
             if as_json:
                 _print_json({"id": state.id, "status": state.status.value, "pid": state.runtime.pid,
@@ -138,7 +146,7 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
     _exit_with(attach.supervise(conv_dir, child, grace=grace, show=not quiet, offset=output_from), as_json)
 
 
-def _exit_with(outcome: Any, as_json: bool) -> None:
+def _exit_with(outcome: Outcome, as_json: bool) -> None:
     """Say how a followed run ended, and exit with the code that means it."""
     from supervisor import render
 
@@ -311,6 +319,7 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
     whole process tree gets SIGKILL. The conversation is then paused, with
     everything up to the interrupt (partial model output included) saved. Prints
     how long the stop took. Interrupting a run that is not running changes nothing.
+    A run on Slurm gets the same through `scancel`; one still queued is cancelled.
 
     \b
     Examples:
@@ -342,6 +351,9 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
 @click.option("--timeout", type=click.FloatRange(min=0), help="Give up waiting after this many seconds (exit 3).")
 def pause(conv_id: str, no_wait: bool, timeout: float | None) -> None:
     """Pause a run politely: the model call or tool in progress finishes first.
+
+    A run still queued (its Slurm job not started) has no step in progress: its job
+    is cancelled and it is paused at once.
 
     \b
     Examples:
@@ -396,7 +408,11 @@ def send(conv_id: str, message: str) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print ids only.")
 @_json
 def ps(show_all: bool, quiet: bool, as_json: bool) -> None:
-    """List running conversations (all of them with -a).
+    """List running and queued conversations (all of them with -a).
+
+    WHERE says where a run executes (its pid, or its Slurm job and node). A run
+    whose liveness cannot be told from here (it runs on another machine, or the
+    scheduler cannot be asked) says so in REASON and is left as it is.
 
     \b
     Examples:

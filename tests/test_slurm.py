@@ -22,9 +22,9 @@ import psutil
 import pytest
 
 from agent_proc.conversation import load_state
+from supervisor import scheduled
 from supervisor.backends import slurm
 from tests import slurm_cluster
-from supervisor import scheduled
 from tests.conftest import Agent, dump, fault_env, finish, slow_text, terminal, wait_until
 
 OTHER_HOST = "login-node-2"
