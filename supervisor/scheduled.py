@@ -126,17 +126,23 @@ def stop(conv_dir: Path, state: State, *, grace: float, requested_by: str, hurry
     if state.status is Status.QUEUED:
         signals = ["cancel"]
         backend.cancel(runtime)
-        wait_job_ended(conv_dir, runtime, GONE_WAIT, give_up=lambda: False)
+        ended = wait_job_ended(conv_dir, runtime, GONE_WAIT, give_up=lambda: False)
     else:
         signals = ["SIGINT"]
         backend.signal(runtime, signal.SIGINT)
-        if not wait_job_ended(conv_dir, runtime, grace, give_up=hurry):
+        ended = wait_job_ended(conv_dir, runtime, grace, give_up=hurry)
+        if not ended:
             signals.append("SIGTERM")
             backend.signal(runtime, signal.SIGTERM)
-            if not wait_job_ended(conv_dir, runtime, 0 if hurry() else TERM_WAIT, give_up=hurry):
-                signals.append("SIGKILL")
-                backend.signal(runtime, signal.SIGKILL, everyone=True)
-                wait_job_ended(conv_dir, runtime, GONE_WAIT, give_up=lambda: False)
+            ended = wait_job_ended(conv_dir, runtime, 0 if hurry() else TERM_WAIT, give_up=hurry)
+        if not ended:
+            signals.append("SIGKILL")
+            backend.signal(runtime, signal.SIGKILL, everyone=True)
+            ended = wait_job_ended(conv_dir, runtime, GONE_WAIT, give_up=lambda: False)
+    if not ended:
+        # Only the scheduler's word ends a run: without it, nothing is recorded.
+        raise backends.BackendError(f"{backend.describe(runtime)} was sent {', '.join(signals)} but has not ended "
+                                    f"(or {backend.NAME} cannot say so); the run is left as it is")
     exit_ms = round((time.monotonic() - signalled) * 1000, 1)
     method = "cancel" if signals == ["cancel"] else {1: "sigint", 2: "sigterm", 3: "sigkill"}[len(signals)]
     duration_ms = round((time.monotonic() - started) * 1000, 1)

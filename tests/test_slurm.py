@@ -313,6 +313,16 @@ def test_ps_and_interrupt_from_another_host_neither_disturb_nor_lose_the_run(sag
     [row] = json.loads(blind.stdout)
     assert row["status"] == "running" and row["liveness"] == "unknown" and "squeue" in row["liveness_detail"]
     assert "liveness unknown" in elsewhere(sagent, "ps", env={"PATH": "/nonexistent"}).stdout
+    # The controller down (nothing listens where the configuration points): the same.
+    down = cluster.root / "controller-down.conf"
+    down.write_text(re.sub(r"SlurmctldPort=\d+", f"SlurmctldPort={slurm_cluster.free_port()}", cluster.conf.read_text())
+                    + "MessageTimeout=2\n")
+    began = time.monotonic()
+    [row] = json.loads(elsewhere(sagent, "ps", "-a", "--json", env={"SLURM_CONF": str(down)}).stdout)
+    assert row["liveness"] == "unknown" and "Unable to contact slurm controller" in row["liveness_detail"], row
+    assert time.monotonic() - began < 20  # asked once, not once per question
+    refused = elsewhere(sagent, "interrupt", conv_id, env={"SLURM_CONF": str(down)})
+    assert refused.returncode == 1 and "Unable to contact slurm controller" in refused.stderr, refused.stderr
     assert sagent.state(conv_id).events_seq == seq_before and child.is_running()
 
     stopped = elsewhere(sagent, "interrupt", conv_id, "--json")

@@ -22,6 +22,7 @@ import errno
 import fcntl
 import math
 import os
+import re
 import shlex
 import shutil
 import signal as signals
@@ -165,14 +166,21 @@ def signal(runtime: Runtime, sig: int, *, everyone: bool = False) -> bool:
     """`scancel --batch` (the watcher alone) or `--full` (every process of the job)."""
     name = signals.Signals(sig).name.removeprefix("SIG")
     result = _command(["scancel", "--full" if everyone else "--batch", f"--signal={name}", _job_id(runtime)])
-    return result.returncode == 0
+    if result.returncode == 0:
+        return True
+    if _ENDED_ALREADY.search(result.stderr):
+        return False
+    raise BackendError(f"scancel failed: {_error_line(result)}")
+
+
+_ENDED_ALREADY = re.compile(r"already completing or completed|Invalid job id", re.IGNORECASE)
 
 
 def cancel(runtime: Runtime) -> None:
     """Plain `scancel`: a pending job is removed; a running one gets SIGTERM, then
     SIGKILL after the cluster's KillWait."""
     result = _command(["scancel", _job_id(runtime)])
-    if result.returncode != 0 and "already completing or completed" not in result.stderr:
+    if result.returncode != 0 and not _ENDED_ALREADY.search(result.stderr):
         raise BackendError(f"scancel failed: {_error_line(result)}")
 
 
@@ -180,17 +188,28 @@ def cancel(runtime: Runtime) -> None:
 
 _FIELDS = "JobID:40|,State:30|,Reason:200|,NodeList:200|,exit_code:12|,Cluster:100|"
 _known: dict[str, Job | None] = {}  # what one command has learnt from squeue, by job id
+UNREACHABLE_MEMORY = 30.0  # seconds a failure to reach Slurm is remembered, so `ps` pays for it once
+_unreachable: tuple[float, str] | None = None  # when squeue last failed, and how
 
 
 def query(job_ids: list[str]) -> dict[str, Job]:
-    """The jobs Slurm still knows among `job_ids`, in one `squeue` call."""
+    """The jobs Slurm still knows among `job_ids`, in one `squeue` call. A controller
+    that cannot be reached is not asked again for a while (it takes seconds to fail)."""
+    global _unreachable
     if not job_ids:
         return {}
-    result = _command(["squeue", "--noheader", "--states=all", f"--jobs={','.join(job_ids)}", f"--Format={_FIELDS}"])
+    if _unreachable and time.monotonic() - _unreachable[0] < UNREACHABLE_MEMORY:
+        raise BackendError(_unreachable[1])
+    try:
+        result = _command(["squeue", "--noheader", "--states=all", f"--jobs={','.join(job_ids)}",
+                           f"--Format={_FIELDS}"])
+        if result.returncode != 0 and "Invalid job id" not in result.stderr:
+            raise BackendError(f"squeue failed: {_error_line(result)}")
+    except BackendError as error:
+        _unreachable = (time.monotonic(), str(error))
+        raise
     if result.returncode != 0:
-        if "Invalid job id" in result.stderr:
-            return {}  # none of them is known any more
-        raise BackendError(f"squeue failed: {_error_line(result)}")
+        return {}  # none of them is known any more
     jobs = {}
     for line in result.stdout.splitlines():
         cells = [c.strip() for c in line.split("|")]
