@@ -4,6 +4,7 @@ child is started with, the start time that identifies a process exactly, and the
 
 from __future__ import annotations
 
+import functools
 import os
 
 # A token unique to one child start; with the create time, proof that a pid is ours.
@@ -26,6 +27,7 @@ def process_start_ticks(pid: int) -> int | None:
         return None
 
 
+@functools.cache  # constant for a process's life; read once (`ps` asks for every run). Not to be modified.
 def host_identity() -> dict[str, str | None]:
     """Where this process runs: its hostname, the kernel's boot id (new at every boot)
     and its PID namespace. A recorded pid may only be looked up where all three match."""

@@ -29,6 +29,7 @@ A pid is only ever looked up on the host (and PID namespace) that recorded it
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ class Backend(Protocol):
     def describe(self, runtime: Runtime) -> str: ...
 
 
+@functools.cache
 def names() -> list[str]:
     """Every backend there is: the modules of this package."""
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
