@@ -77,6 +77,8 @@ def ps_table(listed: list[tuple[State, Probe | None]]) -> str:
         reason = s.status_reason or ""
         if probe is not None and probe.liveness.value == "unknown":
             reason = f"liveness unknown: {probe.detail}"
+        elif probe is not None and s.status.value == "queued":
+            reason = probe.detail  # what the scheduler says it waits for
         rows.append([s.id, s.status.value, s.model, age(s.created_at), cost(s.metrics.accumulated_cost), where(s),
                      _shorten(reason, 60)])
     return table(rows)

@@ -226,7 +226,8 @@ def test_pending_job_is_cancelled_by_interrupt_and_nothing_runs(sagent, serve, c
     listed = json.loads(sagent("ps", "--json").stdout)
     assert [(c["id"], c["status"], c["liveness"]) for c in listed] == [(conv_id, "queued", "yes")]
     assert "JobHeldUser" in listed[0]["liveness_detail"]
-    assert "queued" in sagent("ps").stdout
+    table = sagent("ps").stdout
+    assert "queued" in table and f"slurm job {job_id}" in table and "JobHeldUser" in table, table
     assert sagent("wait", conv_id, "--timeout", "0.5").returncode == 3
 
     result = sagent("interrupt", conv_id)
