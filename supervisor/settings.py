@@ -90,6 +90,8 @@ def resolve_placement(backend: str | None, args: tuple[str, ...], last: Runtime 
         raise SettingsError(f"unknown backend {name!r} (from ${BACKEND_ENV}); known: {', '.join(backends.names())}")
     if args and name != "slurm":
         raise SettingsError(f"--sbatch-arg is for --backend slurm, not {name}")
+    if problem := backends.get(name).unavailable():
+        raise SettingsError(problem)
     if not args and last is not None and last.backend == name and last.job:
         args = tuple(last.job.get("args") or ())
     return Placement(name, args)

@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     conv_dir = conversation.resolve(args.conversation)
     job = None
     if args.backend != backends.DEFAULT:
-        job = backends.get(args.backend).this_job()  # type: ignore[attr-defined]
+        job = backends.get(args.backend).this_job()
         why_not = scheduled.claim(conv_dir, job) if job else f"not inside a {args.backend} job"
         if why_not:
             print(f"[watcher] {why_not}", file=sys.stderr)

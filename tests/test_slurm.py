@@ -405,6 +405,10 @@ def test_sbatch_refusal_is_one_clear_line_and_nothing_changes(sagent, serve):
     assert sagent.state(conv_id).status.value == "idle"
     wrong = sagent("run", "--sbatch-arg=--hold", "-m", "openai/scripted", "--base-url", server.url, "task")
     assert wrong.returncode == 2 and "--backend slurm" in wrong.stderr
+    missing = sagent("run", "--backend", "slurm", "-m", "openai/scripted", "--base-url", server.url, "task",
+                     env={"PATH": "/nonexistent"})
+    assert missing.returncode == 2 and "apt-get install slurm-client" in missing.stderr
+    assert sagent("ps", "-a", "-q").stdout.split() == [conv_id]  # nothing created by the refused ones
 
 
 def test_the_api_key_is_not_sent_through_slurm(sagent, serve, cluster):

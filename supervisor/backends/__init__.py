@@ -18,6 +18,11 @@ A backend is one module in this package that provides:
         whether any process of its job is left, even where the pid could be checked.
     describe(runtime) -> str
         Where it runs, for people.
+    this_job() -> dict | None
+        In the watcher: the job it runs in (id, cluster, node), from the environment.
+    unavailable() -> str | None
+        Why runs cannot be started from here (its commands are missing), checked
+        before a conversation is created.
 
 The supervisor on the run's side is the same everywhere: the watcher starts the
 child, enforces the limits and turns SIGINT or SIGTERM into our own stop ladder
@@ -84,6 +89,8 @@ class Backend(Protocol):
     def cancel(self, runtime: Runtime) -> None: ...
     def probe(self, runtime: Runtime, *, ask_scheduler: bool = False) -> Probe: ...
     def describe(self, runtime: Runtime) -> str: ...
+    def this_job(self) -> dict[str, Any] | None: ...
+    def unavailable(self) -> str | None: ...
 
 
 @functools.cache

@@ -54,6 +54,14 @@ def probe(runtime: Runtime, *, ask_scheduler: bool = False) -> Probe:
     return Probe(Liveness.ALIVE, describe(runtime))
 
 
+def this_job() -> None:
+    return None  # a local watcher is in no scheduler's job
+
+
+def unavailable() -> None:
+    return None
+
+
 def describe(runtime: Runtime) -> str:
     host = (runtime.host or {}).get("hostname")
     return f"pid {runtime.pid}" + (f" on {host}" if host else "")

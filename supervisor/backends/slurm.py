@@ -144,6 +144,15 @@ def start(conv_dir: Path, request: StartRequest) -> Launch:
     return Launch(job={"id": job_id, "cluster": cluster or None, "args": list(request.args)})
 
 
+def unavailable() -> str | None:
+    """Why runs cannot be submitted from here."""
+    absent = [c for c in ("sbatch", "squeue", "scancel") if shutil.which(c) is None]
+    if absent:
+        return f"{', '.join(absent)} not found: Slurm's client commands are not installed here " \
+               "(Debian: apt-get install slurm-client)"
+    return None
+
+
 def this_job() -> dict[str, str | None] | None:
     """The job this process runs in, from the variables Slurm gives a job."""
     job_id = os.environ.get("SLURM_JOB_ID")
