@@ -220,7 +220,7 @@ def test_escalation_goes_through_scancel_when_the_run_ignores_sigint(sagent, ser
 
 
 def test_pending_job_is_cancelled_by_interrupt_and_nothing_runs(sagent, serve, cluster):
-    server = serve(finish("done later"))
+    server = serve(finish("done later"), finish("done here"))
     conv_id = submit(sagent, server, "--sbatch-arg=--hold")  # held: it stays in the queue
     job_id = job_of(sagent, conv_id)
     listed = json.loads(sagent("ps", "--json").stdout)
@@ -244,6 +244,12 @@ def test_pending_job_is_cancelled_by_interrupt_and_nothing_runs(sagent, serve, c
     assert sagent("resume", conv_id, "--sbatch-arg=--comment=again").returncode == 0
     assert sagent.state(conv_id).final_answer == "done later"
     assert [e["reason"] for e in sagent.events(conv_id, "status") if e["to"] == "running"] == ["started"]
+
+    # Told otherwise, it carries on here.
+    sagent("send", conv_id, "one more thing")
+    assert sagent("resume", conv_id, "--backend", "local").returncode == 0
+    state = sagent.state(conv_id)
+    assert (state.final_answer, state.runtime.backend, state.runtime.job) == ("done here", "local", None)
 
 
 def test_pause_of_a_pending_job_cancels_it(sagent, serve):
