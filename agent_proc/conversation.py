@@ -155,12 +155,14 @@ class Settings:
     on_timeout: str = "retry"  # what a timed-out call does next: one of ON_TIMEOUT_CHOICES
     run_timeout: float | None = None  # wall-clock limit on one start of the run, enforced from outside
     max_cost: float | None = None  # USD; the run stops before a call that would exceed it
+    max_output_tokens: int | None = None  # the longest reply asked of the model; None: the wire's default
 
 
 @dataclass
 class Metrics:
     iterations: int = 0
-    model_calls: int = 0
+    model_calls: int = 0  # replies the model gave whole (cut off by the output limit included)
+    http_attempts: int = 0  # requests sent to the model API, failed and retried ones included
     tool_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -267,12 +269,13 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
             state.inbox_cursor = max(state.inbox_cursor, inbox_id)
     elif kind == "model_call_started":
         state.current_call = {"n": event["n"], "attempt": event["attempt"], "started": event["started"]}
+        state.metrics.http_attempts += 1
     elif kind == "model_attempt_failed":
         state.current_call = None
     elif kind == "model_message":
         state.current_call = None
-        state.metrics.model_calls += 1
         if not event.get("partial"):
+            state.metrics.model_calls += 1
             state.metrics.iterations += 1
         usage = event.get("usage") or {}
         state.metrics.prompt_tokens += int(usage.get("prompt_tokens") or 0)

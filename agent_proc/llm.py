@@ -13,22 +13,56 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 
+from agent_proc.logs import redact_text
 from agent_proc.providers import ModelRef
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 300.0  # no byte for this long ends the call
 MAX_ATTEMPTS = 5
 MAX_BACKOFF = 30.0
+MESSAGE_LIMIT = 300  # characters of an error message shown to people
+
+# Tool call ids as both APIs accept them back.
+TOOL_CALL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+# Error types (Anthropic's `type`, OpenAI's `type` or `code`) that describe the service's
+# state rather than the request, so trying again may help; and the HTTP status each stands for.
+RETRYABLE_ERROR_TYPES = {
+    "rate_limit_error": 429, "rate_limit_exceeded": 429, "overloaded_error": 529, "api_error": 500,
+    "server_error": 500, "service_unavailable": 503, "timeout": 504,
+}
+
+
+def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`text` as people see an error: one line, whitespace runs collapsed, at most `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def join_text(before: str, piece: str) -> str:
+    """`before + piece`, with a surrogate pair that a stream split across two events put back together."""
+    if before and piece and "\ud800" <= before[-1] <= "\udbff" and "\udc00" <= piece[0] <= "\udfff":
+        pair = (before[-1] + piece[0]).encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        return before[:-1] + pair + piece[1:]
+    return before + piece
+
+
+def whole_text(text: str) -> str:
+    """`text` fit to store: surrogate pairs joined, any lone surrogate left replaced by U+FFFD."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 @dataclass
@@ -59,17 +93,29 @@ class Partial:
             self.tool_calls.append(ToolCall(id="", name="", arguments=""))
         return self.tool_calls[index]
 
+    def add_text(self, kind: str, piece: str) -> str:
+        """Append a streamed piece to `content` ("text") or `reasoning`; return the part that
+        can be shown now (half of a surrogate pair waits for its other half)."""
+        name = "content" if kind == "text" else "reasoning"
+        before = getattr(self, name)
+        waiting = before[-1] if before and "\ud800" <= before[-1] <= "\udbff" else ""
+        setattr(self, name, join_text(before, piece))
+        shown = join_text(waiting, piece)
+        return shown[:-1] if shown and "\ud800" <= shown[-1] <= "\udbff" else shown
+
 
 class LLMError(Exception):
     """A model call that failed; `retryable` says whether trying again may help.
 
-    `kind` is "http" (an error status), "timeout" (too slow: --idle-timeout or the
-    supervisor's --llm-timeout), "connection", "stream" (broken or malformed) or "response".
+    `kind` is "http" (an error status), "redirect" (a 3xx, never followed), "timeout"
+    (too slow: --idle-timeout or the supervisor's --llm-timeout), "connection", "stream"
+    (broken, malformed, or an error reported inside it), "response" (not an answer) or
+    "empty" (an answer with no text and no tool call). The message is always one line.
     """
 
     def __init__(self, message: str, *, retryable: bool, kind: str = "http", status: int | None = None,
                  retry_after: float | None = None):
-        super().__init__(message)
+        super().__init__(one_line(message))
         self.retryable = retryable
         self.kind = kind
         self.status = status
@@ -90,6 +136,7 @@ class CallConfig:
     stream: bool = True
     idle_timeout: float | None = None  # seconds without a byte before the call is given up
     retry_timeouts: bool = True  # whether a timed-out attempt is tried again
+    max_output_tokens: int | None = None  # the longest reply asked for; None: the wire's default
 
 
 # Called with ("text" | "reasoning", fragment) as a stream delivers it.
@@ -100,29 +147,69 @@ OnFailure = Callable[[int, LLMError, "Partial", "float | None"], None]
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare from these APIs; fall back to backoff
+    """Seconds the server asks us to wait: `retry-after-ms` (the more precise), else `Retry-After`."""
+    for name, scale in (("retry-after-ms", 0.001), ("Retry-After", 1.0)):
+        value = response.headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) * scale)
+        except ValueError:
+            continue  # an HTTP date: rare from these APIs; fall back to backoff
+    return None
+
+
+def _retryable_status(status: int) -> bool:
+    return status in (408, 409, 429) or status >= 500
 
 
 def _error_from_response(response: requests.Response) -> LLMError:
     status = response.status_code
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     error = body.get("error") if isinstance(body, dict) else None
     detail = error.get("message") if isinstance(error, dict) else error if isinstance(error, str) else None
     detail = detail or (response.text[:200].strip() if response.text else response.reason)
-    retryable = status in (408, 409, 429) or status >= 500
     return LLMError(
-        f"HTTP {status} from {response.url}: {detail}", retryable=retryable, status=status,
+        f"HTTP {status} from {response.url}: {detail}", retryable=_retryable_status(status), status=status,
         retry_after=_retry_after(response),
     )
+
+
+def _redirect_error(response: requests.Response) -> LLMError:
+    """A 3xx is never followed: the key and the conversation must not go to another host."""
+    target = urlsplit(response.headers.get("Location") or "")
+    where = target.hostname or urlsplit(response.url).hostname or "an unknown host"
+    return LLMError(f"HTTP {response.status_code} from {response.url}: the model API redirects to {where}; "
+                    "redirects are not followed (check --base-url)", retryable=False, kind="redirect",
+                    status=response.status_code)
+
+
+def stream_error(error: Any) -> LLMError:
+    """An error reported inside a stream (OpenAI's `{"error": ...}` event, Anthropic's `error`
+    event), classified as its HTTP twin would be: rate limits, overload and server errors are retried."""
+    if isinstance(error, dict):
+        kind = str(error.get("type") or error.get("code") or "")
+        message = str(error.get("message") or kind or "no message")
+        code = error.get("code")
+    else:
+        kind, message, code = "", str(error), None
+    status = code if isinstance(code, int) else RETRYABLE_ERROR_TYPES.get(kind) or \
+        RETRYABLE_ERROR_TYPES.get(str(code or ""))
+    retryable = status is not None and _retryable_status(status)
+    named = f" ({kind})" if kind and kind not in message else ""
+    return LLMError(f"the model's stream reported an error: {message}{named}", retryable=retryable, kind="stream",
+                    status=status)
+
+
+def _media_type(response: requests.Response) -> str:
+    return (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
 
 
 def _arrivals(response: requests.Response) -> Iterator[bytes]:
@@ -179,46 +266,51 @@ def call_once(
     session: requests.Session, config: CallConfig, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
     partial: Partial, on_delta: OnDelta,
 ) -> Partial:
-    """One HTTP request to the model. Fills and returns `partial`; raises `LLMError`."""
+    """One HTTP request to the model. Fills and returns `partial`; raises `LLMError`.
+
+    Every tool call comes back with an id both APIs accept, unique among the calls in
+    `messages`; an error message never holds the API key, even escaped.
+    """
+    try:
+        _request(session, config, messages, tools, partial, on_delta)
+    except LLMError as error:
+        error.args = (redact_text(str(error), [config.api_key]),)
+        raise
+    partial.content, partial.reasoning = whole_text(partial.content), whole_text(partial.reasoning)
+    for call in partial.tool_calls:
+        call.arguments = whole_text(call.arguments)
+    fix_tool_call_ids(partial.tool_calls, taken_tool_call_ids(messages))
+    return partial
+
+
+def _request(
+    session: requests.Session, config: CallConfig, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+    partial: Partial, on_delta: OnDelta,
+) -> None:
     wire = wire_for(config.ref)
     url, headers, body = wire.build_request(config.ref.model, config.base_url, config.api_key,
-                                            messages, tools, config.stream)
+                                            messages, tools, config.stream,
+                                            max_output_tokens=config.max_output_tokens)
     try:
-        with session.post(url, headers=headers, json=body, stream=config.stream,
+        # Never follow a redirect: requests would re-send the key (and on 307 the conversation) to its target.
+        with session.post(url, headers=headers, json=body, stream=config.stream, allow_redirects=False,
                           timeout=(CONNECT_TIMEOUT, config.idle_timeout or READ_TIMEOUT)) as response:
+            if 300 <= response.status_code < 400:
+                raise _redirect_error(response)
             if response.status_code >= 400:
                 raise _error_from_response(response)
-            if not config.stream:
+            media_type = _media_type(response)
+            # A server may answer a streamed request with a whole JSON answer; read it as one.
+            if not config.stream or _is_json(media_type):
                 partial.first_byte_ms = partial.elapsed_ms()
-                try:
-                    doc = response.json()
-                    if not isinstance(doc, dict):
-                        raise ValueError("not an object")
-                except ValueError:
-                    raise LLMError("the model API answered with invalid JSON", retryable=False,
-                                   kind="response") from None
-                wire.read_response(doc, partial)
-                return partial
-            done = False
-            for data in sse_data(_lines(_arrivals(response))):
-                if partial.first_byte_ms is None:
-                    partial.first_byte_ms = partial.elapsed_ms()
-                if data.strip() == "[DONE]":
-                    done = True
-                    break
-                try:
-                    event = json.loads(data)
-                    if not isinstance(event, dict):
-                        raise ValueError("not an object")
-                except ValueError:
-                    raise LLMError(f"malformed event in the model's stream: {data[:120]!r}", retryable=False,
-                                   kind="stream") from None
-                if wire.read_stream_event(event, partial, on_delta):
-                    done = True
-                    break
-            if not done and partial.finish_reason is None:
-                raise LLMError("the model's stream ended before it was complete", retryable=True, kind="stream")
-            return partial
+                _read_whole(wire, response, partial)
+            elif media_type not in ("text/event-stream", ""):
+                start = response.raw.read(200).decode("utf-8", errors="replace")
+                raise LLMError(f"the model API answered a streamed request with {media_type}, not a stream: {start}",
+                               retryable=False, kind="response")
+            else:
+                _read_stream(wire, response, partial, on_delta)
+            _check_answer(partial, response)
     except CallTimeout:
         raise LLMError("the model call ran past --llm-timeout and was abandoned", retryable=config.retry_timeouts,
                        kind="timeout") from None
@@ -232,8 +324,95 @@ def call_once(
         raise LLMError(f"connection to the model API failed: {e}", retryable=True, kind="connection") from None
     except urllib3.exceptions.HTTPError as e:  # raised from inside the stream, which bypasses requests
         raise LLMError(f"the model's stream broke off: {e}", retryable=True, kind="stream") from None
+    except (requests.exceptions.InvalidHeader, UnicodeEncodeError):
+        # Their text quotes the header value, which may be the key: never show it.
+        raise LLMError("a request header (the API key?) holds characters that cannot be sent over HTTP",
+                       retryable=False, kind="connection") from None
     except requests.RequestException as e:
         raise LLMError(f"request to the model API failed: {e}", retryable=False, kind="connection") from None
+
+
+def _read_whole(wire: ModuleType, response: requests.Response, partial: Partial) -> None:
+    try:
+        doc = json.loads(response.content)
+        if not isinstance(doc, dict):
+            raise ValueError("not an object")
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
+        raise LLMError("the model API answered with invalid JSON", retryable=False, kind="response") from None
+    wire.read_response(doc, partial)
+
+
+def _read_stream(wire: ModuleType, response: requests.Response, partial: Partial, on_delta: OnDelta) -> None:
+    done = False
+    stray: list[bytes] = []  # the first line that is no part of a server-sent-event stream, if any
+    for data in sse_data(_noting_stray_line(_lines(_arrivals(response)), stray)):
+        if partial.first_byte_ms is None:
+            partial.first_byte_ms = partial.elapsed_ms()
+        if data.strip() == "[DONE]":
+            done = True
+            break
+        try:
+            event = json.loads(data)
+            if not isinstance(event, dict):
+                raise ValueError("not an object")
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
+            raise LLMError(f"malformed event in the model's stream: {data[:120]!r}", retryable=False,
+                           kind="stream") from None
+        if wire.read_stream_event(event, partial, on_delta):
+            done = True
+            break
+    if done or partial.finish_reason is not None:
+        return
+    if stray and partial.first_byte_ms is None:
+        # No event at all, but something else: a body that only claims to be a stream.
+        raise _not_a_stream(stray[0].decode("utf-8", errors="replace"))
+    raise LLMError("the model's stream ended before it was complete", retryable=True, kind="stream")
+
+
+def _noting_stray_line(lines: Iterator[bytes], stray: list[bytes]) -> Iterator[bytes]:
+    for line in lines:
+        if line and not stray and not line.startswith((b"data:", b"event:", b"id:", b"retry:", b":")):
+            stray.append(line)
+        yield line
+
+
+def _not_a_stream(text: str) -> LLMError:
+    """The error for a body sent as a stream that holds no event: its own error if it is
+    a JSON error document (classified like an HTTP error), else the start of the text."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        doc = None
+    if isinstance(doc, dict) and doc.get("error"):
+        return stream_error(doc["error"])
+    return LLMError(f"the model API answered a streamed request with something that is not a stream: {text[:200]}",
+                    retryable=False, kind="response")
+
+
+def _check_answer(partial: Partial, response: requests.Response) -> None:
+    """An answer with no text and no tool call (not cut off by the output limit) is a failed attempt."""
+    if partial.finish_reason != "length" and not partial.content.strip() and not partial.tool_calls:
+        raise LLMError("the model's answer was empty: no text and no tool call", retryable=True, kind="empty",
+                       retry_after=_retry_after(response))
+
+
+def taken_tool_call_ids(messages: list[dict[str, Any]]) -> set[str]:
+    """The ids of every tool call already in the conversation."""
+    return {call.get("id") or "" for message in messages if message.get("role") == "assistant"
+            for call in message.get("tool_calls") or []}
+
+
+def fix_tool_call_ids(calls: list[ToolCall], taken: set[str]) -> None:
+    """Give every call an id both APIs accept and no other call in the conversation has.
+
+    A call that came without one (some streams leave it out), with characters an API
+    refuses, or with an id already used (servers that number calls per reply) gets a new
+    random one; two calls can then never share a result.
+    """
+    for call in calls:
+        if not TOOL_CALL_ID.match(call.id) or call.id in taken:
+            call.id = f"call_{os.urandom(12).hex()}"
+        taken.add(call.id)
 
 
 def backoff_seconds(attempt: int, error: LLMError) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -16,7 +17,7 @@ from urllib.parse import urlparse
 class Provider:
     name: str
     default_base_url: str | None  # None: there is no public endpoint; --base-url is required
-    key_env: tuple[str, ...]  # where to look for a key after LLM_API_KEY, in order
+    key_env: tuple[str, ...]  # where to look for a key, in order, before LLM_API_KEY
     wire: str = "openai"  # the request/response format it speaks: agent_proc/wire_<wire>.py
     needs_key: bool = True  # a hosted service wants a key; a self-hosted server usually does not
 
@@ -93,12 +94,41 @@ def is_local(base_url: str) -> bool:
         return False
 
 
-def find_api_key(provider: Provider, environ: dict[str, str] | None = None) -> str | None:
-    """`LLM_API_KEY`, else the provider's usual variable, else None."""
+GENERIC_KEY_ENV = "LLM_API_KEY"
+
+
+def key_variables(provider: Provider) -> tuple[str, ...]:
+    """Where a key for `provider` is looked for, in order: its own variables, then LLM_API_KEY."""
+    return (*provider.key_env, GENERIC_KEY_ENV)
+
+
+def select_api_key(provider: Provider, environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """The variable a run with `provider` takes its key from, and the key; None when none is set.
+
+    The provider's own variable wins over the generic LLM_API_KEY, so that one vendor's
+    key is never sent to another vendor. Surrounding whitespace, CR and LF (a `.env`
+    file saved with CRLF, a pasted secret) are stripped; a blank variable counts as unset.
+    The one place that decides which key is used.
+    """
     env = os.environ if environ is None else environ
-    for var in ("LLM_API_KEY", *provider.key_env):
-        if value := env.get(var):
-            return value
+    for var in key_variables(provider):
+        if value := (env.get(var) or "").strip():
+            return var, value
+    return None
+
+
+def find_api_key(provider: Provider, environ: Mapping[str, str] | None = None) -> str | None:
+    """The key a run with `provider` uses (see select_api_key), or None."""
+    found = select_api_key(provider, environ)
+    return None if found is None else found[1]
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot be sent in an HTTP header, if it cannot; the answer never quotes the key."""
+    bad = sum(1 for char in key if not "\x21" <= char <= "\x7e")
+    if bad:
+        return (f"holds {bad} character(s) that cannot be sent in an HTTP header "
+                "(spaces, control or non-ASCII characters)")
     return None
 
 

@@ -46,6 +46,9 @@ Use the `terminal` tool to run shell commands there. Work step by step.
 When the task is done, call `finish` with your final answer for the user."""
 
 INTERRUPTED_RESULT = "[interrupted: this tool call did not complete because the run was stopped]"
+CUT_OFF_NOTE = ("[The reply above was cut off before it was complete, because {why}. It is your own earlier "
+                "output; any tool call in it was not run. Continue from where it stops, without repeating it.]")
+MAX_TRUNCATIONS = 2  # replies cut off by the output limit in a row that the model may go on from
 SKIPPED_RESULT = "[not run: the run was paused or finished before this tool call]"
 
 
@@ -115,20 +118,28 @@ def build_messages(events: list[dict[str, Any]], workspace: str, *, keep_partial
 
     Valid whatever order the events came in: each assistant message is followed by
     one result per tool call it made, taken from the history or, for a call that was
-    cut off, a result saying it was interrupted. Partial (interrupted) model output
-    is not sent back as if the model had said it, unless `keep_partial`: then its
-    text goes back as an assistant message (its unfinished tool calls never do).
+    cut off, a result saying it was interrupted. A reply cut off by the output limit
+    goes back as its text and a note that it was cut off (its tool calls never do).
+    Partial (interrupted) model output is not sent back as if the model had said it,
+    unless `keep_partial`: then its text goes back the same way as a cut-off reply, so
+    that the model's next answer is a reply of its own, not the continuation of a
+    prefill. A partial that a retry replaced is never sent.
     """
     results = {e["call_id"]: e for e in events if e["type"] == "tool_result"}
+    replaced = retried_partials(events)
     messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT.format(workspace=workspace)}]
-    for event in events:
+    for index, event in enumerate(events):
         if event["type"] == "user_message":
             messages.append({"role": "user", "content": event["content"]})
         elif event["type"] == "model_message" and event.get("partial"):
-            if keep_partial and event.get("content"):
-                messages.append({"role": "assistant", "content": event["content"]})
-        elif event["type"] == "model_message" and not event.get("partial"):
-            messages.append(assistant_message(event))
+            if keep_partial and index not in replaced:
+                messages += cut_off_messages(event.get("content") or "", "the run was stopped")
+        elif event["type"] == "model_message" and event.get("outcome") == "truncated":
+            messages += cut_off_messages(event.get("content") or "", "it reached the output limit")
+        elif event["type"] == "model_message":
+            if (reply := assistant_message(event)) is None:
+                continue  # an empty answer from an older version: no API takes it back
+            messages.append(reply)
             for call in event.get("tool_calls") or []:
                 result = results.get(call["id"])
                 content = result["content"] if result else INTERRUPTED_RESULT
@@ -136,10 +147,37 @@ def build_messages(events: list[dict[str, Any]], workspace: str, *, keep_partial
     return messages
 
 
-def assistant_message(event: dict[str, Any]) -> dict[str, Any]:
-    """A complete `model_message` event as the chat message that goes back to the model."""
+def retried_partials(events: list[dict[str, Any]]) -> set[int]:
+    """Indexes of the partial model messages whose call was tried again (a later attempt replaced them)."""
+    replaced: set[int] = set()
+    last_partial: int | None = None
+    for index, event in enumerate(events):
+        if event["type"] == "model_message" and event.get("partial"):
+            last_partial = index
+        elif event["type"] == "model_call_started":
+            if event.get("attempt", 1) > 1 and last_partial is not None:
+                replaced.add(last_partial)
+            last_partial = None
+    return replaced
+
+
+def cut_off_messages(content: str, why: str) -> list[dict[str, Any]]:
+    """A reply that was cut off, as the model's own earlier output followed by a note
+    saying so; never a trailing assistant message, which the API would continue as a prefill."""
+    note = CUT_OFF_NOTE.format(why=why)
+    if not content.strip():
+        return [{"role": "user", "content": note.replace("The reply above", "Your last reply")}]
+    return [{"role": "assistant", "content": content.rstrip()}, {"role": "user", "content": note}]
+
+
+def assistant_message(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A complete `model_message` event as the chat message that goes back to the model;
+    None for an answer with neither text nor tool calls, which no API accepts back."""
+    calls = event.get("tool_calls")
+    if not calls and not (event.get("content") or "").strip():
+        return None
     message: dict[str, Any] = {"role": "assistant", "content": event.get("content") or None}
-    if calls := event.get("tool_calls"):
+    if calls:
         message["tool_calls"] = [
             {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
             for c in calls
@@ -179,6 +217,7 @@ class Run:
     session: requests.Session = field(default_factory=requests.Session)
     activity: Activity = field(default_factory=Activity)
     model_calls: int = 0
+    truncations: int = 0  # replies in a row cut off by the output limit
     price: pricing.Price | None = None
     log: Any = None
 
@@ -194,6 +233,13 @@ class Run:
             if reason := self.over_budget():
                 return self.fail(reason, "budget")
             message = self.call_model()
+            if message["outcome"] == "truncated":
+                self.truncations += 1
+                if self.truncations > MAX_TRUNCATIONS:
+                    return self.fail(f"the model's reply was cut off by the output limit {self.truncations} times "
+                                     "in a row; raise --max-output-tokens", "max_tokens")
+                continue
+            self.truncations = 0
             calls = message["tool_calls"]
             if not calls:
                 return self.finish(message["content"] or "")
@@ -258,12 +304,20 @@ class Run:
 
         partial = llm.complete(self.session, self.config, self.messages, TOOL_SPECS,
                                on_delta=on_delta, on_failure=on_failure, new_partial=new_partial)
-        message = self._model_event(partial, outcome="complete")
+        truncated = partial.finish_reason == "length"
+        message = self._model_event(partial, outcome="truncated" if truncated else "complete")
+        if truncated:
+            # Tool calls of a cut-off reply may be cut too: kept apart, never run, never sent back.
+            message["truncated_tool_calls"], message["tool_calls"] = message["tool_calls"], []
+            say(f"\n[model] the reply was cut off by the output limit (finish reason {partial.finish_reason})\n")
         with transaction(self.conv_dir) as txn:
             txn.record("model_message", **message)
             # Only now is the answer safe: a signal before this point records it as interrupted, text and all.
             self.activity = Activity()
-        self.messages.append(assistant_message(message))
+        if truncated:
+            self.messages += cut_off_messages(message["content"], "it reached the output limit")
+        elif (reply := assistant_message(message)) is not None:  # always: an empty answer is a failed attempt
+            self.messages.append(reply)
         if partial.content and not partial.content.endswith("\n"):
             say("\n")
         return message
@@ -272,7 +326,8 @@ class Run:
         """The `model_message` event for a call, with its cost. A call cut off before
         the API reported usage was still billed for its prompt: its usage and cost are
         estimated from the text, and marked so."""
-        calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in partial.tool_calls]
+        # A call cut off mid-character may hold half a surrogate pair, which no file can store.
+        calls = [{"id": c.id, "name": c.name, "arguments": llm.whole_text(c.arguments)} for c in partial.tool_calls]
         usage = dict(partial.usage)
         estimated = outcome != "complete" or not usage
         if estimated:  # what the API reported so far (if anything), topped up from the text
@@ -280,8 +335,8 @@ class Run:
             usage["prompt_tokens"] = usage.get("prompt_tokens") or pricing.estimate_messages_tokens(self.messages)
             usage["completion_tokens"] = max(usage.get("completion_tokens") or 0, pricing.estimate_tokens(produced))
         return {
-            "content": partial.content,
-            "reasoning": partial.reasoning or None,
+            "content": llm.whole_text(partial.content),
+            "reasoning": llm.whole_text(partial.reasoning) or None,
             "tool_calls": calls,
             "finish_reason": partial.finish_reason,
             "usage": usage,
@@ -363,6 +418,8 @@ class Run:
         return EXIT_FINISHED
 
     def fail(self, message: str, kind: str) -> int:
+        # Whatever raised it (a crash's text included), people see one line without the key.
+        message = llm.one_line(logs.redact_text(message, [self.config.api_key]))
         with transaction(self.conv_dir) as txn:
             txn.record("error", kind=kind, message=message)
             conversation.take_inbox(txn)
@@ -419,6 +476,8 @@ def _parse_arguments(call: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         args = json.loads(call["arguments"] or "{}")
     except ValueError as e:
         return {}, f"arguments of {call['name']} are not valid JSON ({e})"
+    except RecursionError:
+        return {}, f"arguments of {call['name']} are nested too deeply to read"
     if not isinstance(args, dict):
         return {}, f"arguments of {call['name']} must be a JSON object"
     return args, None
@@ -471,7 +530,8 @@ def start(conv_dir: Path, *, keep_partial: bool, log: Any) -> Run | None:
             conv_dir=conv_dir,
             config=llm.CallConfig(ref=ref, base_url=state.base_url or ref.provider.default_base_url or "",
                                   api_key=find_api_key(ref.provider), stream=settings.stream,
-                                  idle_timeout=settings.idle_timeout, retry_timeouts=settings.on_timeout == "retry"),
+                                  idle_timeout=settings.idle_timeout, retry_timeouts=settings.on_timeout == "retry",
+                                  max_output_tokens=settings.max_output_tokens),
             workspace=state.workspace,
             settings=settings,
             messages=build_messages(history + txn.recorded, state.workspace, keep_partial=keep_partial),
@@ -512,7 +572,10 @@ def main(conv_id: str, *, keep_partial: bool = False) -> int:
     except llm.LLMError as error:
         _ignore_stop_signals()
         assert run is not None
-        code = run.timed_out(error) if error.kind == "timeout" else run.fail(str(error), "llm")
+        if error.kind == "timeout":
+            code = run.timed_out(error)
+        else:
+            code = run.fail(str(error), "empty_answer" if error.kind == "empty" else "llm")
     except llm.CallTimeout:  # the watchdog's signal landed just outside the HTTP request
         _ignore_stop_signals()
         assert run is not None

@@ -20,9 +20,6 @@ DEFAULT_MAX_TOKENS = 8192
 # Anthropic's stop reasons in the project's (OpenAI's) words; others are kept as they are.
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls", "max_tokens": "length"}
 
-# Error types that describe the service's state rather than the request, so trying again may help.
-RETRYABLE_ERRORS = frozenset({"overloaded_error", "api_error", "rate_limit_error"})
-
 
 # ---------------------------------------------------------------------------- requests
 
@@ -32,20 +29,21 @@ CACHE_BREAKPOINT = {"type": "ephemeral"}
 
 def build_request(
     model: str, base_url: str, api_key: str | None, messages: list[dict[str, Any]],
-    tools: list[dict[str, Any]], stream: bool,
+    tools: list[dict[str, Any]], stream: bool, *, max_output_tokens: int | None = None,
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
     """URL, headers and JSON body of one Messages API call."""
     headers = {"content-type": "application/json", "anthropic-version": API_VERSION, "accept-encoding": "identity"}
     if api_key:
         headers["x-api-key"] = api_key
-    system = "\n\n".join(m.get("content") or "" for m in messages if m.get("role") == "system")
+    system = "\n\n".join(m["content"] for m in messages if m.get("role") == "system" and _has_text(m.get("content")))
     converted = convert_messages(messages)
     # An agent resends its whole history every turn; Anthropic caches a prefix only up to
     # the breakpoints a request marks. Marking the system prompt and the newest block makes
     # each turn read the previous turns from the cache (billed at about a tenth).
     if converted:
         converted[-1]["content"][-1]["cache_control"] = CACHE_BREAKPOINT
-    body: dict[str, Any] = {"model": model, "max_tokens": DEFAULT_MAX_TOKENS, "messages": converted}
+    body: dict[str, Any] = {"model": model, "max_tokens": max_output_tokens or DEFAULT_MAX_TOKENS,
+                            "messages": converted}
     if system:
         body["system"] = [{"type": "text", "text": system, "cache_control": CACHE_BREAKPOINT}]
     if tools:
@@ -63,8 +61,9 @@ def convert_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if role == "assistant":
             blocks = _assistant_blocks(message)
         elif role == "tool":
-            blocks = [{"type": "tool_result", "tool_use_id": message.get("tool_call_id") or "",
-                       "content": message.get("content") or ""}]
+            blocks = [{"type": "tool_result", "tool_use_id": message.get("tool_call_id") or ""}]
+            if _has_text(message.get("content")):
+                blocks[0]["content"] = message["content"]
             role = "user"
         elif role == "user":
             blocks = _text_blocks(message.get("content"))
@@ -81,11 +80,20 @@ def convert_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if message["role"] == "user":
             # The API requires a message's tool results to come before any text in it.
             message["content"].sort(key=lambda block: block["type"] != "tool_result")
+    # A final assistant message is a prefill, which the API refuses if it ends in whitespace.
+    if converted and converted[-1]["role"] == "assistant" and converted[-1]["content"][-1]["type"] == "text":
+        converted[-1]["content"][-1]["text"] = converted[-1]["content"][-1]["text"].rstrip()
     return converted
 
 
+def _has_text(content: Any) -> bool:
+    return isinstance(content, str) and bool(content.strip())
+
+
 def _text_blocks(content: str | None) -> list[dict[str, Any]]:
-    return [{"type": "text", "text": content}] if content else []
+    """The text as a block; none for empty or whitespace-only text (models often send "\\n\\n"
+    before a tool call), which the API refuses."""
+    return [{"type": "text", "text": content}] if _has_text(content) else []
 
 
 def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -105,7 +113,7 @@ def _tool_input(arguments: str | None) -> dict[str, Any]:
     """
     try:
         parsed = json.loads(arguments or "")
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: nested too deeply to parse
         return {}
     return parsed if isinstance(parsed, dict) else {}
 
@@ -168,7 +176,7 @@ def read_response(doc: dict[str, Any], partial: Partial) -> None:
         elif kind == "tool_use":
             index = len(partial.tool_calls)
             slot = partial.tool_call(index)
-            slot.id = block.get("id") or f"toolu_{index}"
+            slot.id = block.get("id") or ""  # a missing id is given one by llm.call_once
             slot.name = block.get("name") or ""
             slot.arguments = json.dumps(block.get("input") or {})
     partial.finish_reason = finish_reason(doc.get("stop_reason") or "end_turn")
@@ -205,7 +213,9 @@ def read_stream_event(event: dict[str, Any], partial: Partial, on_delta: OnDelta
         elif delta.get("type") == "thinking_delta":
             _add_reasoning(partial, on_delta, delta.get("thinking") or "")
         elif delta.get("type") == "input_json_delta" and (slot := _tool_slot(partial, event)) is not None:
-            slot.arguments += delta.get("partial_json") or ""
+            from agent_proc.llm import join_text
+
+            slot.arguments = join_text(slot.arguments, delta.get("partial_json") or "")
     elif kind == "content_block_stop":
         # A tool called without arguments streams no JSON at all.
         if (slot := _tool_slot(partial, event)) is not None and not slot.arguments:
@@ -220,7 +230,9 @@ def read_stream_event(event: dict[str, Any], partial: Partial, on_delta: OnDelta
     elif kind == "message_stop":
         return True
     elif kind == "error":
-        _raise_stream_error(event.get("error") or {})
+        from agent_proc.llm import stream_error
+
+        raise stream_error(event.get("error") or {})
     return False
 
 
@@ -231,20 +243,10 @@ def _tool_slot(partial: Partial, event: dict[str, Any]) -> ToolCall | None:
 
 
 def _add_text(partial: Partial, on_delta: OnDelta, text: str) -> None:
-    if text:
-        partial.content += text
-        on_delta("text", text)
+    if text and (shown := partial.add_text("text", text)):
+        on_delta("text", shown)
 
 
 def _add_reasoning(partial: Partial, on_delta: OnDelta, text: str) -> None:
-    if text:
-        partial.reasoning += text
-        on_delta("reasoning", text)
-
-
-def _raise_stream_error(error: dict[str, Any]) -> None:
-    from agent_proc.llm import LLMError
-
-    kind = error.get("type") or "error"
-    message = error.get("message") or "no message"
-    raise LLMError(f"the model's stream reported an error: {kind}: {message}", retryable=kind in RETRYABLE_ERRORS)
+    if text and (shown := partial.add_text("reasoning", text)):
+        on_delta("reasoning", shown)

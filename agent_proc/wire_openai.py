@@ -14,13 +14,16 @@ if TYPE_CHECKING:
 
 def build_request(
     model: str, base_url: str, api_key: str | None, messages: list[dict[str, Any]],
-    tools: list[dict[str, Any]], stream: bool,
+    tools: list[dict[str, Any]], stream: bool, *, max_output_tokens: int | None = None,
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
     """URL, headers and JSON body of one chat-completions call."""
     headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    body: dict[str, Any] = {"model": model, "messages": messages}
+    body: dict[str, Any] = {"model": model, "messages": [_tidy(m) for m in messages if _sendable(m)]}
+    if max_output_tokens is not None:
+        # OpenAI's current name; `max_tokens` is deprecated there and refused by its reasoning models.
+        body["max_completion_tokens"] = max_output_tokens
     if tools:
         body["tools"] = tools
         body["tool_choice"] = "auto"
@@ -28,6 +31,21 @@ def build_request(
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     return base_url.rstrip("/") + "/chat/completions", headers, body
+
+
+def _sendable(message: dict[str, Any]) -> bool:
+    """Whether the API takes this message: never an assistant message with neither text nor tool calls."""
+    if message.get("role") != "assistant" or message.get("tool_calls"):
+        return True
+    return bool((message.get("content") or "").strip())
+
+
+def _tidy(message: dict[str, Any]) -> dict[str, Any]:
+    """Whitespace a model sent before its tool calls goes back as no content at all."""
+    if message.get("role") == "assistant" and message.get("tool_calls") and \
+            not (message.get("content") or "").strip():
+        return {**message, "content": None}
+    return message
 
 
 def read_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
@@ -58,7 +76,7 @@ def read_response(doc: dict[str, Any], partial: Partial) -> None:
     partial.reasoning = message.get("reasoning_content") or ""
     for index, call in enumerate(message.get("tool_calls") or []):
         slot = partial.tool_call(index)
-        slot.id = call.get("id") or f"call_{index}"
+        slot.id = call.get("id") or ""  # a missing id is given one by llm.call_once
         slot.name = (call.get("function") or {}).get("name") or ""
         slot.arguments = (call.get("function") or {}).get("arguments") or ""
     partial.finish_reason = choice.get("finish_reason") or "stop"
@@ -68,26 +86,27 @@ def read_response(doc: dict[str, Any], partial: Partial) -> None:
 def read_stream_event(event: dict[str, Any], partial: Partial, on_delta: OnDelta) -> bool:
     """Fold one `chat.completion.chunk` into `partial`. The stream's end is the
     `[DONE]` sentinel, not an event, so this always returns False."""
-    if event.get("error"):
-        from agent_proc.llm import LLMError
+    from agent_proc.llm import join_text
 
-        raise LLMError(f"the model's stream reported an error: {event['error']}", retryable=False)
+    if event.get("error"):
+        from agent_proc.llm import stream_error
+
+        raise stream_error(event["error"])
     if event.get("usage"):
         partial.usage = read_usage(event["usage"])
     for choice in event.get("choices") or []:
         delta = choice.get("delta") or {}
-        if text := delta.get("reasoning_content") or delta.get("reasoning"):
-            partial.reasoning += text
-            on_delta("reasoning", text)
-        if text := delta.get("content"):
-            partial.content += text
-            on_delta("text", text)
+        if (text := delta.get("reasoning_content") or delta.get("reasoning")) and \
+                (shown := partial.add_text("reasoning", text)):
+            on_delta("reasoning", shown)
+        if (text := delta.get("content")) and (shown := partial.add_text("text", text)):
+            on_delta("text", shown)
         for piece in delta.get("tool_calls") or []:
             slot = partial.tool_call(piece.get("index", 0))
             slot.id = piece.get("id") or slot.id
             function = piece.get("function") or {}
             slot.name += function.get("name") or ""
-            slot.arguments += function.get("arguments") or ""
+            slot.arguments = join_text(slot.arguments, function.get("arguments") or "")
         if choice.get("finish_reason"):
             partial.finish_reason = choice["finish_reason"]
     return False

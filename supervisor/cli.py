@@ -200,6 +200,8 @@ def _limits(command: Any) -> Any:
         click.option("--max-cost", type=click.FloatRange(min=0),
                      help="USD: stop before a model call that would go past it (status error, exit 4)."),
         click.option("--stream/--no-stream", default=None, help="Stream model output (default) or not."),
+        click.option("--max-output-tokens", type=click.IntRange(min=1),
+                     help="The longest reply to ask of the model, in tokens.  [default: the API's; 8192 on Anthropic]"),
     ]
     for option in reversed(options):
         command = option(command)
@@ -556,7 +558,8 @@ def rm(conv_ids: tuple[str, ...], force: bool) -> None:
 @cli.command()
 @_json
 def models(as_json: bool) -> None:
-    """List the providers a model name may start with, and what each needs.
+    """List the providers a model name may start with, what each needs, and which
+    variable each takes its key from (its own variable first, then LLM_API_KEY).
 
     Any provider that speaks the OpenAI format also works with --base-url. Prices
     come from a table shipped with agent (see `taken_on`), extended or overridden by
@@ -568,14 +571,15 @@ def models(as_json: bool) -> None:
       agent models --json | jq '.providers[].name'
     """
     from agent_proc import pricing
-    from agent_proc.providers import PROVIDERS, find_api_key
+    from agent_proc.providers import PROVIDERS, key_variables, select_api_key
 
     table = pricing.load_table()
     providers = [
-        {"name": p.name, "wire": p.wire, "default_base_url": p.default_base_url, "key_env": ["LLM_API_KEY", *p.key_env],
-         "needs_key": p.needs_key, "key_set": find_api_key(p) is not None,
+        {"name": p.name, "wire": p.wire, "default_base_url": p.default_base_url, "key_env": list(key_variables(p)),
+         "needs_key": p.needs_key, "key_set": found is not None, "key_from": found and found[0],
          "priced_models": sorted(m for m in table if m.startswith(p.name + "/"))}
         for p in PROVIDERS.values()
+        for found in [select_api_key(p)]
     ]
     if as_json:
         _print_json({"providers": providers, "prices": pricing.table_info()})
@@ -584,7 +588,8 @@ def models(as_json: bool) -> None:
 
     rows = [["PROVIDER", "FORMAT", "DEFAULT BASE URL", "KEY", "PRICED MODELS"]]
     for p in providers:
-        key = ("set" if p["key_set"] else f"needs {p['key_env'][1]}") if p["needs_key"] else "optional"
+        needed = f"needs {p['key_env'][0]}" if p["needs_key"] else "optional"
+        key = f"from {p['key_from']}" if p["key_from"] else needed
         rows.append([p["name"], p["wire"], p["default_base_url"] or "(--base-url required)", key,
                      str(len(p["priced_models"]))])
     click.echo(render.table(rows))

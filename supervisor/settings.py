@@ -11,7 +11,15 @@ import os
 from dataclasses import dataclass
 
 from agent_proc.conversation import Runtime, Settings
-from agent_proc.providers import ModelNameError, ModelRef, find_api_key, key_required, parse_model
+from agent_proc.providers import (
+    ModelNameError,
+    ModelRef,
+    key_problem,
+    key_required,
+    key_variables,
+    parse_model,
+    select_api_key,
+)
 
 
 class SettingsError(ValueError):
@@ -41,10 +49,14 @@ def resolve_model(model: str | None, base_url: str | None) -> ModelSettings:
 
 
 def check_key(settings: ModelSettings) -> None:
-    """Raise `SettingsError` if the endpoint needs a key and none is set."""
+    """Raise `SettingsError` if the endpoint needs a key and none is set, or if the key
+    that would be sent cannot go in an HTTP header (said without quoting it)."""
     provider = settings.ref.provider
-    if key_required(provider, settings.base_url) and not find_api_key(provider):
-        names = " or ".join(("LLM_API_KEY", *provider.key_env))
+    found = select_api_key(provider)
+    if found is not None and (problem := key_problem(found[1])):
+        raise SettingsError(f"the API key in {found[0]} {problem}; fix the variable")
+    if key_required(provider, settings.base_url) and found is None:
+        names = " or ".join(key_variables(provider))
         raise SettingsError(
             f"no API key for {settings.ref.full_name} at {settings.base_url}: set {names}, "
             "or point --base-url at a local server"

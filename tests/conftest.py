@@ -136,17 +136,23 @@ def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Agent]:
 
 @pytest.fixture
 def serve() -> Iterator[Callable[..., ScriptedServer]]:
-    """`serve(step, step, ...)` starts a scripted server on 127.0.0.1 for the test."""
-    servers: list[ScriptedServer] = []
+    """`serve(step, step, ...)` starts a scripted server on 127.0.0.1 for the test.
 
-    def start(*steps: dict[str, Any], when_exhausted: str = "error") -> ScriptedServer:
+    Every request is checked the way the real API checks it; a test fails at teardown
+    if any was refused, unless it started the server with `refusals_expected=True`.
+    """
+    servers: list[tuple[ScriptedServer, bool]] = []
+
+    def start(*steps: dict[str, Any], when_exhausted: str = "error", refusals_expected: bool = False) -> ScriptedServer:
         server = start_server({"steps": list(steps), "when_exhausted": when_exhausted})
-        servers.append(server)
+        servers.append((server, refusals_expected))
         return server
 
     yield start
-    for server in servers:
+    for server, _ in servers:
         server.stop()
+    refused = [problems for server, expected in servers if not expected for problems in server.rejections()]
+    assert not refused, f"requests a strict API would refuse: {refused}"
 
 
 def finish(message: str = "all done") -> dict[str, Any]:

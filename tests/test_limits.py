@@ -219,9 +219,16 @@ def test_resume_keep_partial_sends_the_partial_text_back(agent, serve, provider)
     wait_until(lambda: "think" in agent.output(conv_id))
     agent("interrupt", conv_id)
     assert agent("resume", conv_id, "--keep-partial").returncode == 0
-    resumed_with = server.requests()[1]["messages"][-1]
-    text = resumed_with["content"] if provider == "openai" else resumed_with["content"][0]["text"]
-    assert resumed_with["role"] == "assistant" and text.startswith("Let me think")
+    # The partial goes back as the model's own earlier output, then a note that it was cut
+    # off: a user message last, so the next answer is a reply, not a prefill's continuation.
+    partial, note = server.requests()[1]["messages"][-2:]
+
+    def text(message):
+        return message["content"] if provider == "openai" else message["content"][0]["text"]
+
+    assert partial["role"] == "assistant" and text(partial).startswith("Let me think")
+    assert note["role"] == "user" and "cut off" in text(note)
+    assert agent.events(conv_id, "model_message")[-1]["outcome"] == "complete"
 
 
 def test_no_stream_sends_plain_requests(agent, serve, provider):

@@ -39,12 +39,19 @@ def serve() -> Iterator[StartServer]:
         server.stop()
 
 
+def valid(body: dict[str, Any], **required: Any) -> dict[str, Any]:
+    """`body` with what the strict checker requires filled in where the test left it out."""
+    return {"model": "scripted-test", **required, **body, "messages": body.get("messages") or [USER_MESSAGE]}
+
+
 def openai_post(server: ScriptedServer, body: dict[str, Any], **kwargs: Any) -> requests.Response:
-    return requests.post(f"{server.url}/chat/completions", json=body, timeout=kwargs.pop("timeout", 5), **kwargs)
+    return requests.post(f"{server.url}/chat/completions", json=valid(body), timeout=kwargs.pop("timeout", 5),
+                         **kwargs)
 
 
 def anthropic_post(server: ScriptedServer, body: dict[str, Any], **kwargs: Any) -> requests.Response:
-    return requests.post(f"{server.url}/messages", json=body, timeout=kwargs.pop("timeout", 5), **kwargs)
+    return requests.post(f"{server.url}/messages", json=valid(body, max_tokens=256), timeout=kwargs.pop("timeout", 5),
+                         **kwargs)
 
 
 def openai_chunks(response: requests.Response) -> list[dict[str, Any]]:
@@ -396,13 +403,38 @@ def test_concurrent_requests_take_distinct_steps(serve: StartServer) -> None:
         {"steps": [{"contnet": "typo"}]},
         {"steps": [{"delay": True}]},
         {"steps": [{"chunk_chars": 0}]},
+        {"steps": [{"chunk_bytes": 0}]},
+        {"steps": [{"truncated": "yes"}]},
         {"steps": [{"tool_calls": [{"arguments": {}}]}]},
+        {"steps": [{"tool_calls": [{"name": "t", "raw_arguments": {"not": "text"}}]}]},
         {"steps": [], "when_exhausted": "loop"},
     ],
 )
 def test_bad_scripts_are_rejected(script: dict[str, Any]) -> None:
     with pytest.raises(ScriptError):
         start_server(script)
+
+
+def test_odd_answers_render_as_each_api_sends_them(serve: StartServer) -> None:
+    server = serve(
+        {"content": "cut", "truncated": True},
+        {"content": "cut", "truncated": True},
+        {"stream_error": "overloaded_error", "error": "busy"},
+        {"stream_error": "overloaded_error", "error": "busy"},
+        {"omit_tool_ids": True, "tool_calls": [{"name": "t"}]},
+        {"whole_answer": True, "content": "whole"},
+    )
+    assert openai_post(server, {}).json()["choices"][0]["finish_reason"] == "length"
+    assert anthropic_post(server, {}).json()["stop_reason"] == "max_tokens"
+    streamed = openai_post(server, {"stream": True}, stream=True).text
+    assert 'data: {"error": {"message": "busy", "type": "overloaded_error"' in streamed
+    events = anthropic_post(server, {"stream": True}, stream=True).text
+    assert "event: error\ndata: " in events and '"overloaded_error"' in events
+    call = openai_post(server, {}).json()["choices"][0]["message"]["tool_calls"][0]
+    assert "id" not in call
+    whole = openai_post(server, {"stream": True}, stream=True)
+    assert whole.headers["Content-Type"] == "application/json"
+    assert whole.json()["choices"][0]["message"]["content"] == "whole"
 
 
 # --------------------------------------------------------------------------- API keys and recording
@@ -433,7 +465,7 @@ def test_log_file_gets_every_event(serve: StartServer, tmp_path: Path) -> None:
     assert server.wait_for("response_done", n=0) is not None
     logged = [json.loads(line) for line in log_path.read_text().splitlines()]
     assert [entry["event"] for entry in logged] == ["request", "response_done"]
-    assert logged[0]["body"] == {"messages": [USER_MESSAGE]}
+    assert logged[0]["body"] == valid({"messages": [USER_MESSAGE]})
     assert logged[0]["headers"]["authorization"] == "<redacted>"
     assert all(isinstance(entry["t"], float) for entry in logged)
     assert "sk-hidden" not in log_path.read_text()
@@ -446,10 +478,10 @@ def test_keep_alive_reuses_one_connection(serve: StartServer) -> None:
     server = serve({"content": "one"}, {"content": "two", "chunk_chars": 1})
     endpoint = f"{server.url}/chat/completions"
     with requests.Session() as session:
-        first = session.post(endpoint, json={"messages": []}, timeout=5, stream=True)
+        first = session.post(endpoint, json=valid({}), timeout=5, stream=True)
         first_port = first.raw.connection.sock.getsockname()[1]
         assert first.json()["choices"][0]["message"]["content"] == "one"
-        second = session.post(endpoint, json={"messages": [], "stream": True}, timeout=5, stream=True)
+        second = session.post(endpoint, json=valid({"stream": True}), timeout=5, stream=True)
         second_port = second.raw.connection.sock.getsockname()[1]
         assert "".join(chunk["choices"][0]["delta"].get("content") or "" for chunk in openai_chunks(second)) == "two"
     assert first_port == second_port
@@ -458,10 +490,10 @@ def test_keep_alive_reuses_one_connection(serve: StartServer) -> None:
 def test_stop_closes_idle_keep_alive_connections(serve: StartServer) -> None:
     server = serve({"content": "one"}, {"content": "two"})
     with requests.Session() as session:
-        assert session.post(f"{server.url}/chat/completions", json={"messages": []}, timeout=5).ok
+        assert session.post(f"{server.url}/chat/completions", json=valid({}), timeout=5).ok
         server.stop()
         with pytest.raises(requests.ConnectionError):
-            session.post(f"{server.url}/chat/completions", json={"messages": []}, timeout=2)
+            session.post(f"{server.url}/chat/completions", json=valid({}), timeout=2)
     assert len(server.requests()) == 1
 
 
@@ -525,7 +557,7 @@ def test_command_line_prints_url_and_exits_on_sigterm(tmp_path: Path) -> None:
         assert process.stdout is not None
         assert process.stdout.readline().strip() == url
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
-        reply = requests.post(f"{url}/chat/completions", json={"messages": []}, timeout=5).json()
+        reply = requests.post(f"{url}/chat/completions", json=valid({}), timeout=5).json()
         assert reply["choices"][0]["message"]["content"] == "from the cli"
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=5)
