@@ -225,6 +225,14 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
         state.created_at = event["ts"]
     elif kind == "settings_changed":
         state.settings = _build(Settings, {**dataclasses.asdict(state.settings), **event["settings"]})
+    elif kind == "model_changed":
+        state.model = event["model"]
+        state.base_url = event.get("base_url")
+    elif kind == "imported":  # a copy from elsewhere: no process of another machine is ours
+        state.runtime = Runtime()
+        state.workspace = event["workspace"]
+        state.current_call = None
+        state.pause_requested = False
     elif kind == "status":
         state.status = Status(event["to"])
         state.status_reason = event.get("reason")

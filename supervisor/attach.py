@@ -157,3 +157,39 @@ def follow_job(conv_dir: Path, *, grace: float, show: bool, offset: int) -> Outc
         copy_output(conv_dir, offset, out)
         state = control.reconcile(conv_dir, wait_for_stop=True)
     return Outcome(state, received[0] if received else None, report)
+
+
+def attach_to(conv_dir: Path, out: BinaryIO, *, grace: float, watch_only: bool) -> Outcome:
+    """Follow a run started elsewhere (detached, or in another shell) until its process
+    is gone, showing its output from now on; return how it ended.
+
+    Unless `watch_only`, Ctrl+C and SIGTERM here stop the run as `agent interrupt` does
+    (a second one kills at once). With `watch_only` they only stop the watching, as a
+    KeyboardInterrupt to the caller; the run goes on.
+    """
+    received: list[int] = []
+    reports: list[control.StopReport] = []
+
+    def over() -> bool:
+        if received and not reports:
+            name = signal.Signals(received[0]).name
+            out.write(f"\n[agent] {name}: stopping run {conv_dir.name} (again to kill at once)\n".encode())
+            out.flush()
+            reports.append(control.stop_run(conv_dir, grace=grace, requested_by=f"agent attach ({name})",
+                                            hurry=lambda: len(received) > 1))
+        state = control.reconcile(conv_dir)
+        # Its last words are printed after its final status is written: wait for the process
+        # (or the scheduler's job) too.
+        return state.status not in ACTIVE and control.all_gone(state.runtime)
+
+    previous = {}
+    if not watch_only:
+        previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        follow(conv_dir, out, offset=output_size(conv_dir), done=over)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    state = control.reconcile(conv_dir, wait_for_stop=True)
+    return Outcome(state, received[0] if received else None, reports[0] if reports else None)

@@ -7,6 +7,7 @@ cause is one line on stderr and an exit code from `outcomes`, never a traceback.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -37,8 +38,32 @@ class UsageError(click.ClickException):
     exit_code = outcomes.EXIT_USAGE
 
 
+class AgentContext(click.Context):
+    """Gives an option the flag left out its default from the environment or config.toml
+    (`supervisor.config`), before the built-in one."""
+
+    def lookup_default(self, name: str, call: bool = True) -> Any:
+        found = super().lookup_default(name, call)
+        if found is not None:
+            return found
+        from supervisor import config
+
+        try:
+            return config.default_for(self.command, name)
+        except config.ConfigError:
+            if call:
+                raise
+            return None  # click only wants a default to show in --help: the broken file is reported when used
+
+
+class AgentCommand(click.Command):
+    context_class = AgentContext
+
+
 class AgentGroup(click.Group):
     """Turns the project's own errors into one clear line and the documented exit code."""
+
+    command_class = AgentCommand
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -60,9 +85,10 @@ def _is_bad_input(error: Exception) -> bool:
     """Whether `error` is one of ours that reports bad input (imported only when needed,
     so that no command pays for modules it does not use)."""
     from agent_proc.pricing import PricingError
+    from supervisor.config import ConfigError
     from supervisor.settings import SettingsError
 
-    return isinstance(error, (ConversationError, SettingsError, IllegalTransition, PricingError))
+    return isinstance(error, (ConversationError, SettingsError, IllegalTransition, PricingError, ConfigError))
 
 
 @click.group(cls=AgentGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,6 +109,12 @@ def cli() -> None:
       agent resume 3f9a                     # carry on
       agent demo                            # see it all, no API key needed
     """
+
+
+def _complete_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    from supervisor.completion import complete_ids
+
+    return complete_ids(ctx, param, incomplete)
 
 
 def _conv_dir(conv_id: str) -> Path:
@@ -148,21 +180,33 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
 
 def _exit_with(outcome: Outcome, as_json: bool) -> None:
     """Say how a followed run ended, and exit with the code that means it."""
-    from supervisor import render
 
     state = outcome.state
     if outcome.report and not outcome.report.already_stopped:
         click.echo(f"[agent] stopped in {outcome.report.duration_ms:.0f} ms ({outcome.report.method})", err=True)
+    _print_outcome(state, as_json)
+    sys.exit(_exit_code(outcome))
+
+
+def _exit_code(outcome: Any) -> int:
+    """The exit code of a command that supervised or followed a run to its end
+    (`attach.Outcome`): the run's, or 143 if our own SIGTERM made us stop it."""
+    code = outcomes.exit_code_for(outcome.state)
+    if outcome.stopped_by == signal.SIGTERM and outcome.state.status is Status.PAUSED:
+        code = outcomes.EXIT_TERMINATED
+    return code
+
+
+def _print_outcome(state: conversation.State, as_json: bool) -> None:
+    """How a run ended, as a foreground run prints it: the answer on stdout, else why not."""
+    from supervisor import render
+
     if as_json:
         _print_json(render.summary(state))
     elif state.status is Status.FINISHED:
         click.echo(state.final_answer or "")
     else:
         click.echo(f"[agent] {state.id} {state.status.value}: {state.status_reason}", err=True)
-    code = outcomes.exit_code_for(state)
-    if outcome.stopped_by == signal.SIGTERM and state.status is Status.PAUSED:
-        code = outcomes.EXIT_TERMINATED
-    sys.exit(code)
 
 
 _detach = click.option("-d", "--detach", is_flag=True, help="Run in the background; print the id and return.")
@@ -253,17 +297,20 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, ba
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("--keep-partial", is_flag=True,
               help="Send the model its own partial output from an interrupted call, instead of dropping it.")
+@click.option("-m", "--model", help="Carry on with another model (provider/model); recorded in the history.")
+@click.option("--base-url", help="Carry on at another API endpoint; recorded in the history.")
 @_limits
 @_placement
 @_detach
 @_grace
 @_quiet
 @_json
-def resume(conv_id: str, keep_partial: bool, backend: str | None, sbatch_args: tuple[str, ...], detach: bool,
-           grace: float, quiet: bool, as_json: bool, **limits: Any) -> None:
+def resume(conv_id: str, keep_partial: bool, model: str | None, base_url: str | None, backend: str | None,
+           sbatch_args: tuple[str, ...], detach: bool, grace: float, quiet: bool, as_json: bool,
+           **limits: Any) -> None:
     """Carry on with a paused (or failed, or finished) conversation.
 
     Messages given with `agent send` since it stopped are taken in first. A tool
@@ -276,6 +323,7 @@ def resume(conv_id: str, keep_partial: bool, backend: str | None, sbatch_args: t
     Examples:
       agent resume 3f9a
       agent resume 3f9a --llm-timeout 120 --keep-partial
+      agent resume 3f9a -m anthropic/claude-sonnet-4-5    # its old endpoint is gone
       agent send 3f9a "also update the docs" && agent resume -d 3f9a
       agent resume 3f9a --backend local     # a Slurm run, carried on here
     """
@@ -293,13 +341,18 @@ def resume(conv_id: str, keep_partial: bool, backend: str | None, sbatch_args: t
     placement = settings.resolve_placement(backend, sbatch_args, last=state.runtime)
     if state.status is Status.FINISHED and not _has_new_message(conv_dir, events):
         raise UsageError(f"conversation {state.id} has finished; `agent send {state.id} MESSAGE` to give it more")
-    chosen = settings.ModelSettings(parse_model(state.model), state.base_url or "")
+    current = settings.ModelSettings(parse_model(state.model), state.base_url or "")
+    chosen = settings.change_model(current, model, base_url) if model or base_url else current
     settings.check_key(chosen)
-    if changed := _given(**limits):
-        new_settings = Settings(**{**dataclasses.asdict(state.settings), **changed})
-        settings.check_budget(chosen, new_settings)
+    changed, moved = _given(**limits), chosen != current
+    if changed or moved:
+        settings.check_budget(chosen, Settings(**{**dataclasses.asdict(state.settings), **changed}))
         with conversation.transaction(conv_dir) as txn:
-            txn.record("settings_changed", settings=changed)
+            if changed:
+                txn.record("settings_changed", settings=changed)
+            if moved:
+                txn.record("model_changed", model=chosen.ref.full_name, base_url=chosen.base_url,
+                           previous={"model": state.model, "base_url": state.base_url})
     _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json, keep_partial=keep_partial,
            placement=placement)
 
@@ -310,7 +363,7 @@ def _has_new_message(conv_dir: Path, events: list[dict[str, Any]]) -> bool:
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("--grace", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Seconds to wait after SIGINT before SIGTERM, then SIGKILL to the whole tree.")
 @_json
@@ -348,7 +401,7 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("--no-wait", is_flag=True, help="Return at once instead of waiting until it has paused.")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Give up waiting after this many seconds (exit 3).")
 def pause(conv_id: str, no_wait: bool, timeout: float | None) -> None:
@@ -384,7 +437,7 @@ def pause(conv_id: str, no_wait: bool, timeout: float | None) -> None:
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.argument("message")
 def send(conv_id: str, message: str) -> None:
     """Give a conversation a user message ('-' reads it from stdin).
@@ -448,7 +501,7 @@ def ps(show_all: bool, quiet: bool, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @_json
 def show(conv_id: str, as_json: bool) -> None:
     """Show a conversation: its state and its whole history, partial output included.
@@ -472,7 +525,7 @@ def show(conv_id: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the run is running.")
 def logs(conv_id: str, follow: bool) -> None:
     """Print what a run has printed (its progress), like `docker logs`.
@@ -502,7 +555,7 @@ def logs(conv_id: str, follow: bool) -> None:
 
 
 @cli.command()
-@click.argument("conv_id", metavar="ID")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("--timeout", type=click.FloatRange(min=0), help="Give up after this many seconds (exit 3).")
 @_json
 def wait(conv_id: str, timeout: float | None, as_json: bool) -> None:
@@ -531,7 +584,7 @@ def wait(conv_id: str, timeout: float | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("conv_ids", metavar="ID...", nargs=-1, required=True)
+@click.argument("conv_ids", metavar="ID...", nargs=-1, required=True, shell_complete=_complete_ids)
 @click.option("-f", "--force", is_flag=True, help="Stop a running run first (SIGINT, then SIGKILL within 2 s).")
 def rm(conv_ids: tuple[str, ...], force: bool) -> None:
     """Delete conversations. A running one is refused unless -f.
@@ -616,6 +669,245 @@ def demo(workspace: str | None, seconds: float) -> None:
     from supervisor.demo import run_demo
 
     sys.exit(run_demo(workspace, seconds))
+
+
+stop = copy.copy(interrupt)  # docker's word for it: the same command under a second name
+stop.short_help = "The same as `interrupt`: stop a run now."
+cli.add_command(stop, name="stop")
+
+
+@cli.command()
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
+@click.option("--watch-only", is_flag=True,
+              help="Only watch: Ctrl+C stops watching and leaves the run alone.")
+@click.option("--grace", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="On Ctrl+C: seconds to wait after SIGINT before SIGTERM and SIGKILL.")
+@_json
+def attach(conv_id: str, watch_only: bool, grace: float, as_json: bool) -> None:
+    """Follow a running run as if it had been started here in the foreground.
+
+    Its progress goes to stderr as it happens, its answer to stdout at the end, and
+    the exit code is the run's (0 finished, 1 error, 130 paused...). Ctrl+C (or
+    SIGTERM, then exit 143) stops the run like `agent interrupt`; a second Ctrl+C
+    kills it. With --watch-only, Ctrl+C only stops the watching (exit 130) and the
+    run goes on.
+
+    \b
+    Examples:
+      id=$(agent run -d "summarise README.md") && agent attach "$id"
+      agent attach --watch-only 3f9a
+    """
+    from supervisor import attach as attaching
+
+    conv_dir = _conv_dir(conv_id)
+    try:
+        outcome = attaching.attach_to(conv_dir, sys.stderr.buffer, grace=grace, watch_only=watch_only)
+    except KeyboardInterrupt:
+        sys.exit(outcomes.EXIT_PAUSED)  # --watch-only: Ctrl+C stops watching, not the run
+    _print_outcome(outcome.state, as_json)
+    sys.exit(_exit_code(outcome))
+
+
+@cli.command()
+@click.option("--filter", "filter_specs", multiple=True, metavar="KEY=VALUE",
+              help="Only changes that match: status= (status=paused,error for either), name= (exact or a "
+                   "pattern like nightly-*), label=KEY or label=KEY=VALUE. Repeatable: all must hold.")
+@click.option("--since", help="Replay the changes since then first: a duration ago (10m, 2h, 7d) or a date.")
+@click.option("--until", help="Stop at this time (`now`: only replay what --since asks for).")
+def events(filter_specs: tuple[str, ...], since: str | None, until: str | None) -> None:
+    """Print status changes of all conversations as they happen, one JSON object a line.
+
+    Like `docker events`: for scripts and dashboards. Each line has time, id, name,
+    labels, type ("status"), from, status, reason, kind and seq. A status filter
+    applies to the new status.
+
+    \b
+    Examples:
+      agent events
+      agent events --filter status=error,finished --filter label=job=nightly
+      agent events --since 1h --until now | jq -r '[.time, .id, .status] | @tsv'
+    """
+    from supervisor import events as following
+    from supervisor import filters
+
+    try:
+        chosen = filters.parse(filter_specs)
+        since_iso = filters.parse_time(since) if since else None
+        until_at = filters.epoch(filters.parse_time(until)) if until else None
+    except filters.FilterError as error:
+        raise UsageError(str(error)) from None
+
+    def emit(line: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    try:
+        following.run(conversation.conversations_root(), chosen, emit, since=since_iso, until=until_at)
+    except KeyboardInterrupt:
+        sys.exit(outcomes.EXIT_PAUSED)  # Ctrl+C stops following
+
+
+@cli.command(name="export")
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write to FILE instead of stdout.")
+def export_(conv_id: str, output: str | None) -> None:
+    """Write a conversation as one portable JSON file: history, state, output.
+
+    For a CI artifact, or to carry it to another machine (`agent import`) and resume
+    it there. It never contains an API key.
+
+    \b
+    Examples:
+      agent export 3f9a -o conversation.json
+      agent export 3f9a | jq '.events[] | select(.type == "status")'
+    """
+    from supervisor import control, portable
+
+    conv_dir = _conv_dir(conv_id)
+    text, redacted = portable.export(conv_dir, control.reconcile(conv_dir))
+    for variable in redacted:
+        click.echo(f"warning: the value of ${variable} was found in the conversation and is replaced by "
+                   f"{portable.REDACTED}", err=True)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        conversation.write_atomic(Path(output).absolute(), text.encode())
+
+
+@cli.command(name="import")
+@click.argument("file", type=click.File("r", encoding="utf-8", errors="strict"))
+@click.option("--new-id", is_flag=True, help="Give it a new id (if its own is taken here).")
+@click.option("-w", "--workspace", type=click.Path(exists=True, file_okay=False, resolve_path=True),
+              help="Directory its tools work in from now on  [default: its own, if it exists here]")
+def import_(file: Any, new_id: bool, workspace: str | None) -> None:
+    """Add a conversation written by `agent export` (FILE, or '-' for stdin); print its id.
+
+    The file is checked whole first: a damaged one is refused (exit 2) and nothing
+    is created. The conversation keeps its id unless that is taken (then --new-id);
+    it is not running here until `agent resume`.
+
+    \b
+    Examples:
+      agent import conversation.json && agent resume 3f9a
+      agent import --new-id -w ~/src/app conversation.json
+    """
+    from supervisor import portable
+
+    source = file.name
+    try:
+        text = file.read()
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{source} is not an exported conversation (not UTF-8 text: {error})") from None
+    doc = portable.read(text, source)
+    conv_dir = portable.install(doc, workspace=workspace, new_id=new_id, source=source)
+    click.echo(conv_dir.name)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    Commands, options, and the ids and names of conversations complete.
+
+    \b
+    Examples:
+      eval "$(agent completion bash)"                       # in ~/.bashrc
+      eval "$(agent completion zsh)"                        # in ~/.zshrc
+      agent completion fish > ~/.config/fish/completions/agent.fish
+    """
+    from supervisor.completion import script
+
+    click.echo(script(cli, shell))
+
+
+@cli.group(name="config")
+def config_group() -> None:
+    """Defaults for run options, kept in $AGENT_HOME/config.toml.
+
+    A value comes from the flag, else the environment (LLM_MODEL, LLM_BASE_URL),
+    else this file, else the built-in default. API keys are never kept here: they
+    come from the environment only.
+
+    \b
+    Examples:
+      agent config set model openai/gpt-4o
+      agent config set max_cost 0.50
+      agent config list
+      agent config unset max_cost
+    """
+
+
+@config_group.command(name="list")
+@_json
+def config_list(as_json: bool) -> None:
+    """Every key, the value a run gets without a flag, and where it comes from.
+
+    \b
+    Examples:
+      agent config list
+      agent config list --json
+    """
+    from supervisor import config
+
+    rows = config.describe(run)
+    if as_json:
+        _print_json({name: {"value": value, "source": source} for name, value, source in rows})
+        return
+    from supervisor import render
+
+    click.echo(render.table([["KEY", "VALUE", "SOURCE"]]
+                            + [[name, "-" if value is None else json.dumps(value), source]
+                               for name, value, source in rows]))
+
+
+@config_group.command(name="get")
+@click.argument("key")
+def config_get(key: str) -> None:
+    """Print the value a run gets for KEY without a flag (empty if none).
+
+    \b
+    Examples:
+      agent config get model
+    """
+    from supervisor import config
+
+    config.check_name(key)
+    value = {name: value for name, value, _ in config.describe(run)}[key]
+    click.echo("" if value is None else value)
+
+
+@config_group.command(name="set")
+@click.argument("key")
+@click.argument("value")
+def config_set(key: str, value: str) -> None:
+    """Set KEY to VALUE in the config file, checked as the flag would be.
+
+    \b
+    Examples:
+      agent config set model anthropic/claude-sonnet-4-5
+      agent config set timeout 1800
+    """
+    from supervisor import config
+
+    stored = config.set_value(key, value, run)
+    click.echo(f"{key} = {json.dumps(stored)}  ({config.path()})", err=True)
+
+
+@config_group.command(name="unset")
+@click.argument("key")
+def config_unset(key: str) -> None:
+    """Remove KEY from the config file: the built-in default applies again.
+
+    \b
+    Examples:
+      agent config unset max_cost
+    """
+    from supervisor import config
+
+    if not config.unset(key):
+        click.echo(f"{key} is not set in {config.path()}; nothing to do", err=True)
 
 
 def main() -> None:

@@ -34,18 +34,36 @@ class ModelSettings:
 
 def resolve_model(model: str | None, base_url: str | None) -> ModelSettings:
     """The model and endpoint for a new run; raises `SettingsError` with what to do."""
-    name = model or os.environ.get("LLM_MODEL") or ""
+    ref = _parsed(model or os.environ.get("LLM_MODEL") or "")
+    return ModelSettings(ref, _checked_url(ref, base_url or os.environ.get("LLM_BASE_URL")))
+
+
+def _parsed(name: str) -> ModelRef:
     try:
-        ref = parse_model(name)
+        return parse_model(name)
     except ModelNameError as e:
         raise SettingsError(str(e)) from None
-    url = (base_url or os.environ.get("LLM_BASE_URL") or ref.provider.default_base_url or "").rstrip("/")
+
+
+def _checked_url(ref: ModelRef, base_url: str | None) -> str:
+    url = (base_url or ref.provider.default_base_url or "").rstrip("/")
     if not url:
         raise SettingsError(f"provider {ref.provider.name!r} has no default endpoint: "
                             "pass --base-url or set LLM_BASE_URL")
     if not url.startswith(("http://", "https://")):
         raise SettingsError(f"base URL {url!r} must start with http:// or https://")
-    return ModelSettings(ref, url)
+    return url
+
+
+def change_model(current: ModelSettings, model: str | None, base_url: str | None) -> ModelSettings:
+    """The model and endpoint of a conversation that `agent resume --model/--base-url`
+    moves elsewhere. A new model keeps the endpoint unless its provider differs: then
+    it gets the new provider's own endpoint (or the --base-url given)."""
+    ref = _parsed(model) if model else current.ref
+    if base_url is None:
+        same_provider = ref.provider.name == current.ref.provider.name
+        base_url = current.base_url if same_provider else None
+    return ModelSettings(ref, _checked_url(ref, base_url))
 
 
 def check_key(settings: ModelSettings) -> None:

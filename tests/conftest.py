@@ -180,3 +180,13 @@ def fault_env(**faults: str) -> dict[str, str]:
 def dump(agent: Agent, conv_id: str) -> str:
     """Everything about a conversation, for assertion messages."""
     return json.dumps(agent.events(conv_id), indent=1)[-4000:] + "\n" + agent.output(conv_id)[-2000:]
+
+
+def agent_on_path(directory: Path) -> str:
+    """A PATH whose `agent` is this checkout's CLI, as an installed `agent` would be,
+    for tests that run shell scripts (recipes, completion)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    command = directory / "agent"
+    command.write_text(f"#!/bin/sh\nexec {sys.executable} -m supervisor \"$@\"\n")
+    command.chmod(0o755)
+    return f"{directory}{os.pathsep}/usr/local/bin:/usr/bin:/bin"
