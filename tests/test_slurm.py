@@ -254,7 +254,10 @@ def test_pending_job_is_cancelled_by_interrupt_and_nothing_runs(sagent, serve, c
 
 def test_pause_of_a_pending_job_cancels_it(sagent, serve):
     server = serve(finish())
-    conv_id = submit(sagent, server, "--sbatch-arg=--hold")
+    sagent.home.mkdir(mode=0o700, exist_ok=True)
+    (sagent.home / "config.toml").write_text('backend = "slurm"\n')  # the backend from the config file
+    conv_id = sagent.start(server, "task", "--sbatch-arg=--hold")
+    assert sagent.state(conv_id).status.value == "queued"
     result = sagent("pause", conv_id)
     assert result.returncode == 0, result.stderr
     assert sagent.state(conv_id).status.value == "paused"
