@@ -156,6 +156,9 @@ class Settings:
     run_timeout: float | None = None  # wall-clock limit on one start of the run, enforced from outside
     max_cost: float | None = None  # USD; the run stops before a call that would exceed it
     max_output_tokens: int | None = None  # the longest reply asked of the model; None: the wire's default
+    reasoning_effort: str | None = None  # one of providers.EFFORT_LEVELS; None: the model's default
+    thinking_budget: int | None = None  # Anthropic: thinking tokens; None: the default for the effort level
+    api: str | None = None  # OpenAI format: "chat" or "responses"; None: the model's default (reasoning.choose_api)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Calling a model over HTTP with `requests`: one call, streamed, retried when it is safe.
 
-The wire format of each API lives in its own module (`wire_openai`, `wire_anthropic`,
-chosen by the provider); this one holds what they share: the result types, the SSE
+The wire format of each API lives in its own module (`wire_openai`, `wire_openai_responses`,
+`wire_anthropic`, chosen by the provider and `--api`); this one holds what they share: the result types, the SSE
 reader, error mapping and the retry loop.
 
 A call in progress fills a `Partial` as bytes arrive. If SIGINT lands mid-call, the
@@ -28,6 +28,7 @@ import urllib3
 
 from agent_proc.logs import redact_text
 from agent_proc.providers import ModelRef
+from agent_proc.reasoning import RequestReasoning
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 300.0  # no byte for this long ends the call
@@ -77,7 +78,10 @@ class Partial:
     """Everything a call has produced so far; whole once the call returns."""
 
     content: str = ""
-    reasoning: str = ""
+    reasoning: str = ""  # the reasoning as streamed (summary or thinking text), complete or not
+    # The provider's reasoning items (signed thinking blocks, encrypted reasoning), each only once it is
+    # whole: they go back to the model on later turns exactly as they came.
+    reasoning_items: list[dict[str, Any]] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
@@ -137,6 +141,8 @@ class CallConfig:
     idle_timeout: float | None = None  # seconds without a byte before the call is given up
     retry_timeouts: bool = True  # whether a timed-out attempt is tried again
     max_output_tokens: int | None = None  # the longest reply asked for; None: the wire's default
+    api: str | None = None  # OpenAI format: "chat" or "responses"; None for a provider with its own format
+    reasoning: RequestReasoning = field(default_factory=RequestReasoning)
 
 
 # Called with ("text" | "reasoning", fragment) as a stream delivers it.
@@ -253,13 +259,17 @@ def sse_data(lines: Iterator[bytes]) -> Iterator[str]:
         yield "\n".join(buffer)
 
 
-def wire_for(ref: ModelRef) -> ModuleType:
-    """The module that speaks the provider's wire format: `agent_proc.wire_<name>`.
+def wire_for(config: CallConfig) -> ModuleType:
+    """The module that speaks the run's wire format: `agent_proc.wire_<name>`, from the provider's
+    format and, for the OpenAI format, `--api` (`wire_openai_responses` for the Responses API).
 
     Each such module has `build_request`, `read_response` and `read_stream_event`
     (which returns True when the event ends the stream).
     """
-    return importlib.import_module(f"agent_proc.wire_{ref.provider.wire}")
+    name = config.ref.provider.wire
+    if name == "openai" and config.api == "responses":
+        name = "openai_responses"
+    return importlib.import_module(f"agent_proc.wire_{name}")
 
 
 def call_once(
@@ -287,10 +297,10 @@ def _request(
     session: requests.Session, config: CallConfig, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
     partial: Partial, on_delta: OnDelta,
 ) -> None:
-    wire = wire_for(config.ref)
+    wire = wire_for(config)
     url, headers, body = wire.build_request(config.ref.model, config.base_url, config.api_key,
                                             messages, tools, config.stream,
-                                            max_output_tokens=config.max_output_tokens)
+                                            max_output_tokens=config.max_output_tokens, reasoning=config.reasoning)
     try:
         # Never follow a redirect: requests would re-send the key (and on 307 the conversation) to its target.
         with session.post(url, headers=headers, json=body, stream=config.stream, allow_redirects=False,

@@ -1,20 +1,24 @@
-"""What model calls cost: a price table shipped with the package, overridable per user and per run.
+"""What model calls cost, and what the price table knows about each model besides.
 
 A price is looked up in this order:
 
     LLM_INPUT_COST_PER_TOKEN, LLM_OUTPUT_COST_PER_TOKEN   the environment, for one run, any model
     $AGENT_HOME/prices.json                               the user's own table, same format as the shipped one
+    $AGENT_HOME/prices-updated.json                       the table `agent models --update-prices` fetched
     agent_proc/data/prices.json                           the shipped table
 
 The files are in USD per million tokens, as pricing pages print them; a `Price` is in USD
 per token. A model found nowhere has no price (`None`), never a price of 0: a cost that is
-not known must not be reported as free.
+not known must not be reported as free. The shipped and updated tables are made from
+LiteLLM's community table (`price_source`), which also says per model how large its
+context window is and whether (and how) it reasons: `ModelInfo`.
 
 Import-light on purpose, like `providers`: the parent may price a run without paying for the child's imports.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -25,9 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent_proc.providers import EFFORT_LEVELS
+
 SCHEMA_VERSION = 1
 UNIT = "USD per million tokens"
 OVERRIDE_FILE = "prices.json"
+UPDATED_FILE = "prices-updated.json"
 SHIPPED_FILE = Path(__file__).resolve().parent / "data" / "prices.json"
 
 ENV_INPUT = "LLM_INPUT_COST_PER_TOKEN"
@@ -39,6 +46,10 @@ _ENV_VARIABLES = {"input": ENV_INPUT, "output": ENV_OUTPUT, "cached_input": ENV_
                   "cache_write": ENV_CACHE_WRITE}
 _REQUIRED_FIELDS = ("input", "output")
 _OPTIONAL_FIELDS = ("cached_input", "cache_write")
+# What a table may say about a model besides its price; all optional.
+_THINKING_FORMS = ("adaptive", "budget")
+_INFO_FIELDS = ("context_window", "max_output_tokens", "reasoning", "efforts", "thinking", "always_reasons",
+                "responses_only")
 _TOKENS_PER_MILLION = 1_000_000
 
 
@@ -58,61 +69,113 @@ class Price:
 
 
 @dataclass(frozen=True)
+class ModelInfo:
+    """What a table says about a model besides its price; None where it does not say."""
+
+    context_window: int | None = None  # input tokens
+    max_output_tokens: int | None = None
+    reasoning: bool | None = None  # whether it thinks before it answers (and takes --reasoning-effort)
+    efforts: tuple[str, ...] | None = None  # the --reasoning-effort levels it takes; None: not known
+    thinking: tuple[str, ...] | None = None  # Anthropic: "adaptive" and/or "budget"; None: "budget" only
+    always_reasons: bool = False  # thinking cannot be turned off (no effort "none")
+    responses_only: bool = False  # OpenAI: only the Responses API serves it
+
+
+@dataclass(frozen=True)
+class Model:
+    price: Price
+    info: ModelInfo
+
+
+@dataclass(frozen=True)
 class _Table:
-    models: dict[str, Price]
+    """A dated table of LiteLLM's models (shipped or updated): hundreds of them, of which a run needs
+    one, so an entry is checked and parsed when it is first looked up."""
+
+    raw: dict[str, Any]  # name -> the entry as the file has it
+    where: str
+    label: str  # how a price from it says where it came from
     taken_on: str
     source: str
+    parsed: dict[str, Model] = dataclasses.field(default_factory=dict)
+
+    def get(self, name: str) -> Model | None:
+        if name not in self.parsed and name in self.raw:
+            self.parsed[name] = _parse_entry(name, self.raw[name], f"{self.where}: model {name!r}", self.label)
+        return self.parsed.get(name)
+
+    def every(self) -> dict[str, Model]:
+        return {name: model for name in self.raw if (model := self.get(name)) is not None}
 
 
 # --------------------------------------------------------------------------- lookup
 
 
-def load_table(home: Path | None = None) -> dict[str, Price]:
-    """The shipped table with the models of `home/prices.json` (default home: `agent_home()`) replacing or added to it.
+def load_models(home: Path | None = None) -> dict[str, Model]:
+    """Every model the tables know: the shipped table, then the updated one, then the user's, each
+    replacing or adding to the one before (default home: `agent_home()`).
 
-    A missing override file is fine; one that cannot be read or checked raises `PricingError`.
+    A missing file is fine; one that cannot be read or checked raises `PricingError`.
     """
-    if home is None:
-        # Imported here rather than at the top: `conversation` pulls in locking, signals and temp files,
-        # none of which a price lookup needs.
-        from agent_proc.conversation import agent_home
+    models: dict[str, Model] = {}
+    for table in reversed(_tables(_home(home))):
+        models.update(table.every())
+    return models
 
-        home = agent_home()
-    table = dict(_shipped().models)
-    path = home / OVERRIDE_FILE
-    where = f"price override file {path}"
-    doc = _read_file(path, where)
-    if doc is not None:
-        table.update(_parse_models(doc, where, source=f"override file {path}"))
-    return table
+
+def load_table(home: Path | None = None) -> dict[str, Price]:
+    """The price of every model the tables know (see `load_models`)."""
+    return {name: model.price for name, model in load_models(home).items()}
 
 
 _SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
 
-def find_price(model: str, *, home: Path | None = None, environ: Mapping[str, str] | None = None) -> Price | None:
-    """The price of `model` (`provider/model`), or None if it is not known.
+def find_model(model: str, *, home: Path | None = None, environ: Mapping[str, str] | None = None) -> Model | None:
+    """What the tables know of `model` (`provider/model`), its price and more; None if nothing.
 
-    The LLM_*_COST_PER_TOKEN variables of `environ` (default `os.environ`) win over any table. Otherwise
-    the exact name is looked up, then the name that `model` is a dated snapshot of: `openai/gpt-4o-2024-08-06`
-    and `anthropic/claude-sonnet-4-5-20250929` cost what `openai/gpt-4o` and `anthropic/claude-sonnet-4-5`
-    cost. Only a date (or `-latest`) counts as a snapshot suffix: a newer model such as `claude-opus-4-6`
-    must not be priced as `claude-opus-4`; it is unknown until the table knows it.
+    The LLM_*_COST_PER_TOKEN variables of `environ` (default `os.environ`) win over any table's price,
+    for any model. Otherwise the exact name is looked up, then the name that `model` is a dated snapshot
+    of: `openai/gpt-4o-2024-08-06` and `anthropic/claude-sonnet-4-5-20250929` are what `openai/gpt-4o`
+    and `anthropic/claude-sonnet-4-5` are. Only a date (or `-latest`) counts as a snapshot suffix: a newer
+    model such as `claude-opus-9-9` must not be taken for `claude-opus-9`; it is unknown until the table
+    knows it.
     """
     from_env = _price_from_env(os.environ if environ is None else environ)
+    tables = _tables(_home(home))
+    found = _look_up(tables, model)
+    if found is None and (family := _SNAPSHOT_SUFFIX.sub("", model)) != model:
+        found = _look_up(tables, family)
     if from_env is not None:
-        return from_env
-    table = load_table(home)
-    if model in table:
-        return table[model]
-    family = _SNAPSHOT_SUFFIX.sub("", model)
-    return table.get(family) if family != model else None
+        return Model(price=from_env, info=found.info if found else ModelInfo())
+    return found
 
 
-def table_info() -> dict[str, str]:
-    """When the shipped prices were taken and where from: `{"taken_on": ..., "source": ...}`."""
-    shipped = _shipped()
-    return {"taken_on": shipped.taken_on, "source": shipped.source}
+def find_price(model: str, *, home: Path | None = None, environ: Mapping[str, str] | None = None) -> Price | None:
+    """The price of `model` (`provider/model`), or None if it is not known (see `find_model`)."""
+    found = find_model(model, home=home, environ=environ)
+    return None if found is None else found.price
+
+
+def table_info(home: Path | None = None) -> dict[str, str]:
+    """Which table the prices come from, when it was taken and from where:
+    `{"taken_on": ..., "source": ..., "file": ...}`; the updated table once there is one."""
+    updated = _updated(_home(home))
+    table, file = (updated, _home(home) / UPDATED_FILE) if updated is not None else (_shipped(), SHIPPED_FILE)
+    return {"taken_on": table.taken_on, "source": table.source, "file": str(file)}
+
+
+def save_updated(doc: dict[str, Any], home: Path | None = None) -> Path:
+    """Check a price document (as `price_source.convert` makes it) and install it as the updated table,
+    atomically: a reader sees the old table or the new one, never half of one."""
+    home = _home(home)
+    path = home / UPDATED_FILE
+    _parse_models(doc, f"fetched price table for {path}", source="check")
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f".{UPDATED_FILE}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(temporary, path)
+    return path
 
 
 # --------------------------------------------------------------------------- cost
@@ -165,15 +228,59 @@ def _text_of(content: Any) -> str:
 # --------------------------------------------------------------------------- files and variables
 
 
+def _home(home: Path | None) -> Path:
+    if home is not None:
+        return home
+    # Imported here rather than at the top: `conversation` pulls in locking, signals and temp files,
+    # none of which a price lookup needs.
+    from agent_proc.conversation import agent_home
+
+    return agent_home()
+
+
 @functools.cache
 def _shipped() -> _Table:
     where = f"shipped price table {SHIPPED_FILE}"
     doc = _read_file(SHIPPED_FILE, where)
     if doc is None:
         raise PricingError(f"{where}: missing (the package is not installed completely)")
+    return _dated_table(doc, where, "table")
+
+
+def _updated(home: Path) -> _Table | None:
+    path = home / UPDATED_FILE
+    where = f"updated price table {path}"
+    doc = _read_file(path, where)
+    return None if doc is None else _dated_table(doc, where, "updated table")
+
+
+def _dated_table(doc: Any, where: str, kind: str) -> _Table:
+    _check_document(doc, where)
     taken_on = str(doc.get("taken_on", ""))
-    models = _parse_models(doc, where, source=f"table (taken_on {taken_on})")
-    return _Table(models=models, taken_on=taken_on, source=str(doc.get("source", "")))
+    return _Table(raw=doc["models"], where=where, label=f"{kind} (taken_on {taken_on})", taken_on=taken_on,
+                  source=str(doc.get("source", "")))
+
+
+def _tables(home: Path) -> list[_Table]:
+    """The tables a model is looked up in, the one that wins first: the user's (parsed whole, so a
+    mistake in it is reported at once), the updated one, the shipped one."""
+    tables = [_shipped()]
+    if (updated := _updated(home)) is not None:
+        tables.insert(0, updated)
+    path = home / OVERRIDE_FILE
+    where = f"price override file {path}"
+    doc = _read_file(path, where)
+    if doc is not None:
+        own = _parse_models(doc, where, source=f"override file {path}")
+        tables.insert(0, _Table(raw=doc["models"], where=where, label="", taken_on="", source="", parsed=own))
+    return tables
+
+
+def _look_up(tables: list[_Table], name: str) -> Model | None:
+    for table in tables:
+        if (found := table.get(name)) is not None:
+            return found
+    return None
 
 
 def _read_file(path: Path, where: str) -> Any:
@@ -190,7 +297,13 @@ def _read_file(path: Path, where: str) -> Any:
         raise PricingError(f"{where}: not valid JSON ({e})") from e
 
 
-def _parse_models(doc: Any, where: str, *, source: str) -> dict[str, Price]:
+def _parse_models(doc: Any, where: str, *, source: str) -> dict[str, Model]:
+    _check_document(doc, where)
+    models: dict[str, Any] = doc["models"]
+    return {name: _parse_entry(name, entry, f"{where}: model {name!r}", source) for name, entry in models.items()}
+
+
+def _check_document(doc: Any, where: str) -> None:
     if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
         raise PricingError(f'{where}: expected a JSON object with a "models" object in it')
     if doc.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
@@ -199,20 +312,18 @@ def _parse_models(doc: Any, where: str, *, source: str) -> dict[str, Price]:
     # Per-token prices in a per-million file would be off a million times without a word, so a unit is checked.
     if doc.get("unit", UNIT) != UNIT:
         raise PricingError(f"{where}: unit must be {UNIT!r}, not {doc['unit']!r}")
-    models: dict[str, Any] = doc["models"]
-    return {name: _parse_entry(name, entry, f"{where}: model {name!r}", source) for name, entry in models.items()}
 
 
-def _parse_entry(name: str, entry: Any, where: str, source: str) -> Price:
+def _parse_entry(name: str, entry: Any, where: str, source: str) -> Model:
     if "/" not in name:
         raise PricingError(f"{where}: model names are written provider/model, e.g. openai/gpt-4o")
     if not isinstance(entry, dict):
         raise PricingError(f'{where}: expected an object such as {{"input": 2.5, "output": 10.0}}')
     # A misspelt field such as "cache_read" would otherwise be dropped and those tokens priced as plain input.
-    unknown = sorted(set(entry) - {*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS})
+    known = (*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS, *_INFO_FIELDS)
+    unknown = sorted(set(entry) - set(known))
     if unknown:
-        known = ", ".join((*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS))
-        raise PricingError(f"{where}: unknown field {unknown[0]!r} (known: {known})")
+        raise PricingError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(known)})")
     per_token: dict[str, float] = {}
     for field in (*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS):
         value = entry.get(field)
@@ -223,7 +334,31 @@ def _parse_entry(name: str, entry: Any, where: str, source: str) -> Price:
         if not _is_price(value):
             raise PricingError(f"{where}: {field} must be a number >= 0 in {UNIT}, not {value!r}")
         per_token[field] = value / _TOKENS_PER_MILLION
-    return Price(**per_token, source=source)
+    return Model(price=Price(**per_token, source=source), info=_parse_info(entry, where))
+
+
+def _parse_info(entry: dict[str, Any], where: str) -> ModelInfo:
+    for field in ("context_window", "max_output_tokens"):
+        value = entry.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise PricingError(f"{where}: {field} must be a whole number of tokens, not {value!r}")
+    for field in ("reasoning", "always_reasons", "responses_only"):
+        if entry.get(field) is not None and not isinstance(entry[field], bool):
+            raise PricingError(f"{where}: {field} must be true or false, not {entry[field]!r}")
+    lists = {"efforts": EFFORT_LEVELS, "thinking": _THINKING_FORMS}
+    for field, allowed in lists.items():
+        value = entry.get(field)
+        if value is not None and (not isinstance(value, list) or not set(value) <= set(allowed)):
+            raise PricingError(f"{where}: {field} must be a list of {', '.join(allowed)}, not {value!r}")
+    return ModelInfo(
+        context_window=entry.get("context_window"),
+        max_output_tokens=entry.get("max_output_tokens"),
+        reasoning=entry.get("reasoning"),
+        efforts=None if entry.get("efforts") is None else tuple(entry["efforts"]),
+        thinking=None if entry.get("thinking") is None else tuple(entry["thinking"]),
+        always_reasons=bool(entry.get("always_reasons")),
+        responses_only=bool(entry.get("responses_only")),
+    )
 
 
 def _is_price(value: Any) -> bool:

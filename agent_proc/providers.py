@@ -12,6 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+# The levels of `--reasoning-effort`, weakest first. Which of them a model takes is in the price table.
+EFFORT_LEVELS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+# The OpenAI wire formats: chat completions, or the Responses API.
+APIS = ("chat", "responses")
+
 
 @dataclass(frozen=True)
 class Provider:
@@ -27,6 +32,8 @@ PROVIDERS: dict[str, Provider] = {
     for p in (
         Provider("openai", "https://api.openai.com/v1", ("OPENAI_API_KEY",)),
         Provider("anthropic", "https://api.anthropic.com/v1", ("ANTHROPIC_API_KEY",), wire="anthropic"),
+        # Google's OpenAI-compatible endpoint for Gemini models.
+        Provider("gemini", "https://generativelanguage.googleapis.com/v1beta/openai", ("GEMINI_API_KEY",)),
         # Services that speak the OpenAI chat-completions format.
         Provider("openrouter", "https://openrouter.ai/api/v1", ("OPENROUTER_API_KEY",)),
         Provider("groq", "https://api.groq.com/openai/v1", ("GROQ_API_KEY",)),

@@ -28,7 +28,7 @@ import psutil
 import requests
 import structlog
 
-from agent_proc import conversation, llm, logs, pricing
+from agent_proc import conversation, llm, logs, pricing, reasoning
 from agent_proc.conversation import Settings, Transaction, transaction
 from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, host_identity, process_start_ticks
 from agent_proc.providers import find_api_key, parse_model
@@ -172,7 +172,11 @@ def cut_off_messages(content: str, why: str) -> list[dict[str, Any]]:
 
 def assistant_message(event: dict[str, Any]) -> dict[str, Any] | None:
     """A complete `model_message` event as the chat message that goes back to the model;
-    None for an answer with neither text nor tool calls, which no API accepts back."""
+    None for an answer with neither text nor tool calls, which no API accepts back.
+
+    Its reasoning items (signed thinking blocks, encrypted reasoning) ride along, tagged with the API
+    they came from: that API's wire module sends them back unchanged, every other one leaves them out.
+    """
     calls = event.get("tool_calls")
     if not calls and not (event.get("content") or "").strip():
         return None
@@ -182,6 +186,9 @@ def assistant_message(event: dict[str, Any]) -> dict[str, Any] | None:
             {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
             for c in calls
         ]
+    if event.get("reasoning_items"):
+        message["reasoning_items"] = event["reasoning_items"]
+        message["reasoning_api"] = event.get("reasoning_api")
     return message
 
 
@@ -287,11 +294,14 @@ class Run:
             self.activity = Activity("model_call", partial=llm.Partial())
             return self.activity.partial  # type: ignore[return-value]
 
+        progress = ReasoningProgress()
+
         def on_delta(kind: str, text: str) -> None:
-            say(text)
+            progress.show(kind, text)
 
         def on_failure(attempt: int, error: llm.LLMError, partial: llm.Partial, wait: float | None) -> None:
             self.activity = Activity()
+            progress.end()
             then = f"trying again in {wait:.1f} s" if wait is not None else "giving up"
             say(f"\n[model error] attempt {attempt}: {error}; {then}\n")
             self.log.warning("model_call_failed", attempt=attempt, error=str(error), kind=error.kind, wait_s=wait)
@@ -302,8 +312,11 @@ class Run:
                 txn.record("model_attempt_failed", attempt=attempt, error=str(error), kind=error.kind,
                            status=error.status, retry_in_s=None if wait is None else round(wait, 2))
 
-        partial = llm.complete(self.session, self.config, self.messages, TOOL_SPECS,
-                               on_delta=on_delta, on_failure=on_failure, new_partial=new_partial)
+        try:
+            partial = llm.complete(self.session, self.config, self.messages, TOOL_SPECS,
+                                   on_delta=on_delta, on_failure=on_failure, new_partial=new_partial)
+        finally:
+            progress.end()
         truncated = partial.finish_reason == "length"
         message = self._model_event(partial, outcome="truncated" if truncated else "complete")
         if truncated:
@@ -334,9 +347,18 @@ class Run:
             produced = partial.content + partial.reasoning + "".join(c["arguments"] for c in calls)
             usage["prompt_tokens"] = usage.get("prompt_tokens") or pricing.estimate_messages_tokens(self.messages)
             usage["completion_tokens"] = max(usage.get("completion_tokens") or 0, pricing.estimate_tokens(produced))
+            if partial.reasoning:  # the reasoning streamed so far is output the call was billed for
+                thought = pricing.estimate_tokens(partial.reasoning)
+                usage["reasoning_tokens"] = max(usage.get("reasoning_tokens") or 0, thought)
+        items: dict[str, Any] = {}
+        if partial.reasoning_items:
+            # Only whole, signed items: a thinking block cut off mid-way never goes back to the API.
+            items = {"reasoning_items": partial.reasoning_items,
+                     "reasoning_api": getattr(llm.wire_for(self.config), "REASONING_API", None)}
         return {
             "content": llm.whole_text(partial.content),
             "reasoning": llm.whole_text(partial.reasoning) or None,
+            **items,
             "tool_calls": calls,
             "finish_reason": partial.finish_reason,
             "usage": usage,
@@ -449,6 +471,7 @@ class Run:
             if activity.partial is not None:
                 txn.record("model_message", **self._model_event(activity.partial, outcome="interrupted"))
                 detail["partial_chars"] = len(activity.partial.content)
+                detail["reasoning_chars"] = len(activity.partial.reasoning)
             if activity.call is not None and activity.command is not None:
                 output = activity.command.capture.text()
                 txn.record("tool_result", call_id=activity.call["id"], name=activity.call["name"],
@@ -525,18 +548,59 @@ def start(conv_dir: Path, *, keep_partial: bool, log: Any) -> Run | None:
                        outcome="interrupted")
         ref = parse_model(state.model)
         settings = state.settings
-        log.info("run_started", pid=me.pid, resumed=resumed, model=state.model)
+        api, request_reasoning = _reasoning_for(ref, settings)
+        log.info("run_started", pid=me.pid, resumed=resumed, model=state.model, api=api,
+                 reasoning_effort=settings.reasoning_effort)
         return Run(
             conv_dir=conv_dir,
             config=llm.CallConfig(ref=ref, base_url=state.base_url or ref.provider.default_base_url or "",
                                   api_key=find_api_key(ref.provider), stream=settings.stream,
                                   idle_timeout=settings.idle_timeout, retry_timeouts=settings.on_timeout == "retry",
-                                  max_output_tokens=settings.max_output_tokens),
+                                  max_output_tokens=settings.max_output_tokens, api=api,
+                                  reasoning=request_reasoning),
             workspace=state.workspace,
             settings=settings,
             messages=build_messages(history + txn.recorded, state.workspace, keep_partial=keep_partial),
             log=log,
         )
+
+
+def _reasoning_for(ref: Any, settings: Settings) -> tuple[str | None, reasoning.RequestReasoning]:
+    """The API a run uses and the reasoning part of its requests (checked by the parent before start)."""
+    try:
+        found = pricing.find_model(ref.full_name)
+    except pricing.PricingError:  # reported when the price is looked up; the table's knowledge is lost with it
+        found = None
+    info = found.info if found is not None else None
+    api = reasoning.choose_api(ref, info, settings.api)
+    return api, reasoning.request_reasoning(ref, info, api=api, effort=settings.reasoning_effort,
+                                            budget=settings.thinking_budget)
+
+
+class ReasoningProgress:
+    """Shows a call's reasoning as it streams, set apart from the answer: between a `[reasoning]` line
+    and an `[answer]` line (or `[end of reasoning]` when no text follows it)."""
+
+    def __init__(self) -> None:
+        self.kind = "text"
+        self.line_open = False  # whether the last text shown did not end its line
+
+    def show(self, kind: str, text: str) -> None:
+        if kind != self.kind:
+            self._mark("[reasoning]" if kind == "reasoning" else "[answer]")
+            self.kind = kind
+        say(text)
+        self.line_open = not text.endswith("\n")
+
+    def end(self) -> None:
+        """The call is over (answered, cut off or failed)."""
+        if self.kind == "reasoning":
+            self._mark("[end of reasoning]")
+            self.kind = "text"
+
+    def _mark(self, label: str) -> None:
+        say(("\n" if self.line_open else "") + label + "\n")
+        self.line_open = False
 
 
 def main(conv_id: str, *, keep_partial: bool = False) -> int:

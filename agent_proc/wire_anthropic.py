@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agent_proc.llm import OnDelta, Partial, ToolCall
+    from agent_proc.reasoning import RequestReasoning
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 8192
@@ -26,10 +27,15 @@ FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool
 
 CACHE_BREAKPOINT = {"type": "ephemeral"}
 
+# What a model_message's reasoning items are tagged with when they came from this API.
+REASONING_API = "anthropic"
+THINKING_BLOCKS = ("thinking", "redacted_thinking")
+
 
 def build_request(
     model: str, base_url: str, api_key: str | None, messages: list[dict[str, Any]],
     tools: list[dict[str, Any]], stream: bool, *, max_output_tokens: int | None = None,
+    reasoning: RequestReasoning | None = None,
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
     """URL, headers and JSON body of one Messages API call."""
     headers = {"content-type": "application/json", "anthropic-version": API_VERSION, "accept-encoding": "identity"}
@@ -44,6 +50,8 @@ def build_request(
         converted[-1]["content"][-1]["cache_control"] = CACHE_BREAKPOINT
     body: dict[str, Any] = {"model": model, "max_tokens": max_output_tokens or DEFAULT_MAX_TOKENS,
                             "messages": converted}
+    if reasoning is not None:
+        _add_thinking(body, reasoning)
     if system:
         body["system"] = [{"type": "text", "text": system, "cache_control": CACHE_BREAKPOINT}]
     if tools:
@@ -51,6 +59,33 @@ def build_request(
     if stream:
         body["stream"] = True
     return base_url.rstrip("/") + "/messages", headers, body
+
+
+def _add_thinking(body: dict[str, Any], reasoning: RequestReasoning) -> None:
+    """Turn thinking on (or off) as the run's settings say, with max_tokens above the thinking budget.
+
+    A tool loop that began without thinking cannot switch it on halfway: the API wants the assistant
+    message before the tool results to start with a thinking block. Such a request goes without
+    thinking, as the API itself would treat it; the next turn thinks again.
+    """
+    if reasoning.thinking is None:
+        return
+    if reasoning.thinking["type"] != "disabled" and _in_tool_loop_without_thinking(body["messages"]):
+        return
+    body["thinking"] = dict(reasoning.thinking)
+    if reasoning.output_effort is not None:
+        body["output_config"] = {"effort": reasoning.output_effort}
+    if reasoning.min_output_tokens is not None:
+        body["max_tokens"] = max(body["max_tokens"], reasoning.min_output_tokens)
+
+
+def _in_tool_loop_without_thinking(converted: list[dict[str, Any]]) -> bool:
+    if not converted or converted[-1]["role"] != "user":
+        return False
+    if not any(block["type"] == "tool_result" for block in converted[-1]["content"]):
+        return False
+    assistant = next((m for m in reversed(converted) if m["role"] == "assistant"), None)
+    return assistant is not None and assistant["content"][0]["type"] not in THINKING_BLOCKS
 
 
 def convert_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -97,7 +132,10 @@ def _text_blocks(content: str | None) -> list[dict[str, Any]]:
 
 
 def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
-    blocks = _text_blocks(message.get("content"))
+    # Signed thinking blocks go back first and unchanged, as they came: the API checks their signatures.
+    blocks = [dict(item) for item in message.get("reasoning_items") or []
+              if message.get("reasoning_api") == REASONING_API and item.get("type") in THINKING_BLOCKS]
+    blocks += _text_blocks(message.get("content"))
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         blocks.append({"type": "tool_use", "id": call.get("id") or "", "name": function.get("name") or "",
@@ -173,6 +211,10 @@ def read_response(doc: dict[str, Any], partial: Partial) -> None:
             partial.content += block.get("text") or ""
         elif kind == "thinking":
             partial.reasoning += block.get("thinking") or ""
+            if block.get("signature"):
+                partial.reasoning_items.append(block)
+        elif kind == "redacted_thinking":
+            partial.reasoning_items.append(block)
         elif kind == "tool_use":
             index = len(partial.tool_calls)
             slot = partial.tool_call(index)
@@ -204,14 +246,24 @@ def read_stream_event(event: dict[str, Any], partial: Partial, on_delta: OnDelta
             slot.name = block.get("name") or ""
         elif block.get("type") == "text" and block.get("text"):
             _add_text(partial, on_delta, block["text"])
-        elif block.get("type") == "thinking" and block.get("thinking"):
-            _add_reasoning(partial, on_delta, block["thinking"])
+        elif block.get("type") in THINKING_BLOCKS:
+            # Kept whole until the block stops: only a finished, signed block may go back to the API.
+            state.setdefault("thinking_blocks", {})[event.get("index")] = dict(block)
+            if block.get("thinking"):
+                _add_reasoning(partial, on_delta, block["thinking"])
     elif kind == "content_block_delta":
         delta = event.get("delta") or {}
+        thinking = state.get("thinking_blocks", {}).get(event.get("index"))
         if delta.get("type") == "text_delta":
             _add_text(partial, on_delta, delta.get("text") or "")
         elif delta.get("type") == "thinking_delta":
+            if thinking is not None:
+                from agent_proc.llm import join_text
+
+                thinking["thinking"] = join_text(thinking.get("thinking") or "", delta.get("thinking") or "")
             _add_reasoning(partial, on_delta, delta.get("thinking") or "")
+        elif delta.get("type") == "signature_delta" and thinking is not None:
+            thinking["signature"] = (thinking.get("signature") or "") + (delta.get("signature") or "")
         elif delta.get("type") == "input_json_delta" and (slot := _tool_slot(partial, event)) is not None:
             from agent_proc.llm import join_text
 
@@ -220,6 +272,9 @@ def read_stream_event(event: dict[str, Any], partial: Partial, on_delta: OnDelta
         # A tool called without arguments streams no JSON at all.
         if (slot := _tool_slot(partial, event)) is not None and not slot.arguments:
             slot.arguments = "{}"
+        thinking = state.get("thinking_blocks", {}).pop(event.get("index"), None)
+        if thinking is not None and (thinking["type"] == "redacted_thinking" or thinking.get("signature")):
+            partial.reasoning_items.append(thinking)
     elif kind == "message_delta":
         if stop_reason := (event.get("delta") or {}).get("stop_reason"):
             partial.finish_reason = finish_reason(stop_reason)

@@ -10,27 +10,41 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agent_proc.llm import OnDelta, Partial
+    from agent_proc.reasoning import RequestReasoning
+
+# Keys of the project's assistant messages that carry another API's reasoning items; never sent on this wire.
+REASONING_KEYS = ("reasoning_items", "reasoning_api")
 
 
 def build_request(
     model: str, base_url: str, api_key: str | None, messages: list[dict[str, Any]],
     tools: list[dict[str, Any]], stream: bool, *, max_output_tokens: int | None = None,
+    reasoning: RequestReasoning | None = None,
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
     """URL, headers and JSON body of one chat-completions call."""
     headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    body: dict[str, Any] = {"model": model, "messages": [_tidy(m) for m in messages if _sendable(m)]}
+    body: dict[str, Any] = {"model": model,
+                            "messages": [_tidy(_without_reasoning(m)) for m in messages if _sendable(m)]}
     if max_output_tokens is not None:
         # OpenAI's current name; `max_tokens` is deprecated there and refused by its reasoning models.
         body["max_completion_tokens"] = max_output_tokens
     if tools:
         body["tools"] = tools
         body["tool_choice"] = "auto"
+    if reasoning is not None and reasoning.effort is not None:
+        body["reasoning_effort"] = reasoning.effort
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     return base_url.rstrip("/") + "/chat/completions", headers, body
+
+
+def _without_reasoning(message: dict[str, Any]) -> dict[str, Any]:
+    if not any(key in message for key in REASONING_KEYS):
+        return message
+    return {k: v for k, v in message.items() if k not in REASONING_KEYS}
 
 
 def _sendable(message: dict[str, Any]) -> bool:

@@ -252,6 +252,26 @@ def _limits(command: Any) -> Any:
     return command
 
 
+def _reasoning(command: Any) -> Any:
+    """Options that set how the model reasons, shared by `run` and `resume`."""
+    from agent_proc.providers import APIS, EFFORT_LEVELS
+
+    options = [
+        click.option("--reasoning-effort", type=click.Choice(EFFORT_LEVELS), envvar="LLM_REASONING_EFFORT",
+                     help="How hard a reasoning model thinks before it answers ($LLM_REASONING_EFFORT).  "
+                          "[default: the model's]"),
+        click.option("--thinking-budget", type=click.IntRange(min=1024), envvar="LLM_THINKING_BUDGET",
+                     help="Anthropic: thinking tokens per reply ($LLM_THINKING_BUDGET).  [default: by effort, "
+                          "minimal 1024, low 4096, medium 10000, high 32000]"),
+        click.option("--api", type=click.Choice(APIS), envvar="LLM_API",
+                     help="OpenAI format: chat completions or the Responses API ($LLM_API).  [default: responses "
+                          "for OpenAI's reasoning models, chat otherwise]"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def _given(**limits: Any) -> dict[str, Any]:
     return {k: v for k, v in limits.items() if v is not None}
 
@@ -263,6 +283,7 @@ def _given(**limits: Any) -> dict[str, Any]:
 @click.option("-w", "--workspace", type=click.Path(exists=True, file_okay=False, resolve_path=True), default=".",
               help="Directory the tools work in  [default: current directory]")
 @_limits
+@_reasoning
 @_placement
 @_detach
 @_grace
@@ -289,7 +310,7 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, ba
     chosen = settings.resolve_model(model, base_url)
     settings.check_key(chosen)
     placement = settings.resolve_placement(backend, sbatch_args)
-    run_settings = Settings(**_given(**limits))
+    run_settings = settings.check_reasoning(chosen, Settings(**_given(**limits)))
     settings.check_budget(chosen, run_settings)
     conv_dir = conversation.create(model=chosen.ref.full_name, workspace=workspace, base_url=chosen.base_url,
                                    prompt=text, settings=run_settings)
@@ -303,6 +324,7 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, ba
 @click.option("-m", "--model", help="Carry on with another model (provider/model); recorded in the history.")
 @click.option("--base-url", help="Carry on at another API endpoint; recorded in the history.")
 @_limits
+@_reasoning
 @_placement
 @_detach
 @_grace
@@ -346,7 +368,13 @@ def resume(conv_id: str, keep_partial: bool, model: str | None, base_url: str | 
     settings.check_key(chosen)
     changed, moved = _given(**limits), chosen != current
     if changed or moved:
-        settings.check_budget(chosen, Settings(**{**dataclasses.asdict(state.settings), **changed}))
+        new_settings = Settings(**{**dataclasses.asdict(state.settings), **changed})
+        if moved and "api" not in changed:
+            new_settings = dataclasses.replace(new_settings, api=None)  # the new model's default
+        new_settings = settings.check_reasoning(chosen, new_settings)
+        if moved and new_settings.api != state.settings.api:
+            changed["api"] = new_settings.api
+        settings.check_budget(chosen, new_settings)
         with conversation.transaction(conv_dir) as txn:
             if changed:
                 txn.record("settings_changed", settings=changed)
@@ -609,45 +637,64 @@ def rm(conv_ids: tuple[str, ...], force: bool) -> None:
 
 
 @cli.command()
+@click.argument("pattern", required=False)
+@click.option("--update-prices", is_flag=True,
+              help="Fetch LiteLLM's current price table into $AGENT_HOME first (from $AGENT_PRICES_URL if set).")
 @_json
-def models(as_json: bool) -> None:
-    """List the providers a model name may start with, what each needs, and which
-    variable each takes its key from (its own variable first, then LLM_API_KEY).
+def models(pattern: str | None, update_prices: bool, as_json: bool) -> None:
+    """List the providers a model name may start with, what each needs and which variable each
+    takes its key from (its own variable first, then LLM_API_KEY), and the models with a price.
 
-    Any provider that speaks the OpenAI format also works with --base-url. Prices
-    come from a table shipped with agent (see `taken_on`), extended or overridden by
-    $AGENT_HOME/prices.json or LLM_INPUT_COST_PER_TOKEN / LLM_OUTPUT_COST_PER_TOKEN.
+    Each model shows its price in USD per million tokens (input, output, cache
+    reads), its context window, and whether it reasons (with the --reasoning-effort
+    levels it takes, where known). PATTERN keeps the models whose name contains it.
+    Prices come from LiteLLM's community table: the copy shipped with agent, or the
+    newer one --update-prices fetched; $AGENT_HOME/prices.json and
+    LLM_INPUT_COST_PER_TOKEN / LLM_OUTPUT_COST_PER_TOKEN override both.
 
     \b
     Examples:
       agent models
+      agent models gpt-5
+      agent models --update-prices
       agent models --json | jq '.providers[].name'
     """
     from agent_proc import pricing
     from agent_proc.providers import PROVIDERS, key_variables, select_api_key
+    from supervisor import render
 
-    table = pricing.load_table()
+    if update_prices:
+        from agent_proc import price_source
+
+        try:
+            path, count = price_source.update(pricing.save_updated)
+        except price_source.SourceError as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"fetched {count} models into {path}", err=True)
+    known = pricing.load_models()
+    listed = {name: m for name, m in sorted(known.items()) if not pattern or pattern.lower() in name.lower()}
     providers = [
         {"name": p.name, "wire": p.wire, "default_base_url": p.default_base_url, "key_env": list(key_variables(p)),
          "needs_key": p.needs_key, "key_set": found is not None, "key_from": found and found[0],
-         "priced_models": sorted(m for m in table if m.startswith(p.name + "/"))}
+         "priced_models": sorted(m for m in known if m.startswith(p.name + "/"))}
         for p in PROVIDERS.values()
         for found in [select_api_key(p)]
     ]
-    if as_json:
-        _print_json({"providers": providers, "prices": pricing.table_info()})
-        return
-    from supervisor import render
-
-    rows = [["PROVIDER", "FORMAT", "DEFAULT BASE URL", "KEY", "PRICED MODELS"]]
-    for p in providers:
-        needed = f"needs {p['key_env'][0]}" if p["needs_key"] else "optional"
-        key = f"from {p['key_from']}" if p["key_from"] else needed
-        rows.append([p["name"], p["wire"], p["default_base_url"] or "(--base-url required)", key,
-                     str(len(p["priced_models"]))])
-    click.echo(render.table(rows))
     info = pricing.table_info()
-    click.echo(f"\nprices: {len(table)} models, taken on {info['taken_on']}; `agent models --json` lists them")
+    if as_json:
+        _print_json({"providers": providers, "models": render.models_json(listed), "prices": info})
+        return
+    if not pattern:
+        rows = [["PROVIDER", "FORMAT", "DEFAULT BASE URL", "KEY", "PRICED MODELS"]]
+        for p in providers:
+            needed = f"needs {p['key_env'][0]}" if p["needs_key"] else "optional"
+            key = f"from {p['key_from']}" if p["key_from"] else needed
+            rows.append([p["name"], p["wire"], p["default_base_url"] or "(--base-url required)", key,
+                         str(len(p["priced_models"]))])
+        click.echo(render.table(rows) + "\n")
+    if listed:
+        click.echo(render.models_table(listed))
+    click.echo(f"\nprices: {len(listed)} of {len(known)} models; table taken on {info['taken_on']} ({info['file']})")
 
 
 @cli.command()

@@ -1,8 +1,11 @@
 """`agent demo`: a real run and a real interrupt, with no API key and no network.
 
-The bundled scripted server plays the model on 127.0.0.1. It reasons through the
-five-houses puzzle slowly, as a thinking model would, then writes the answer to a
-file with the `terminal` tool and calls `finish`. The demo drives the real `agent`
+The bundled scripted server plays a reasoning model on 127.0.0.1, over OpenAI's
+Responses API, priced as `openai/gpt-5.2`: it streams a summary of its reasoning
+through the five-houses puzzle slowly, as a thinking model does, before it answers,
+writes the answer to a file with the `terminal` tool and calls `finish`. The demo's
+interrupt lands in the reasoning, so what was kept (the reasoning so far) and what
+it cost (estimated from it) are there to see. The demo drives the real `agent`
 commands in subprocesses, and prints each one before it runs it, so what a user
 sees is exactly what they would type.
 """
@@ -43,16 +46,21 @@ The German owns the fish.
 """
 
 SOLUTION = "The German owns the fish (house 4: green, coffee, Prince)."
+ANSWER = "Solved: the German owns the fish. Writing it down."
+
+# A real model name, so the run is priced from the table; the scripted server answers for it.
+MODEL = "openai/gpt-5.2"
 
 
 def demo_script(stream_seconds: float) -> dict[str, object]:
-    """The model's part: a slow first answer (to interrupt), a quick second, then finish."""
+    """The model's part: slow reasoning (to interrupt) before its answer, the same quickly, then finish."""
     write = {"name": "terminal", "arguments": {
         "command": f"echo '{SOLUTION}' > puzzle_solution.txt && cat puzzle_solution.txt"}}
     chunks = len(REASONING) // 8
     return {"steps": [
-        {"content": REASONING, "chunk_chars": 8, "chunk_delay": stream_seconds / chunks, "tool_calls": [write]},
-        {"content": REASONING, "chunk_chars": 64, "chunk_delay": 0.02, "tool_calls": [write]},
+        {"reasoning": REASONING, "content": ANSWER, "chunk_chars": 8, "chunk_delay": stream_seconds / chunks,
+         "tool_calls": [write]},
+        {"reasoning": REASONING, "content": ANSWER, "chunk_chars": 64, "chunk_delay": 0.02, "tool_calls": [write]},
         {"tool_calls": [{"name": "finish", "arguments": {"message": SOLUTION}}]},
     ]}
 
@@ -76,8 +84,9 @@ def run_demo(workspace: str | None, watch_seconds: float) -> int:
     server = start_server(demo_script(stream_seconds=25.0))
     try:
         _say(f"The scripted model server is listening at {server.url} (no key, no network needed).")
-        _say("Start a run in the background; the model streams its reasoning slowly.")
-        started = _agent("run", "-d", "-m", "openai/fish-solver", "--base-url", server.url, PROMPT)
+        _say(f"Start a run in the background. As {MODEL}, a reasoning model, it talks over the Responses API "
+             "and streams its reasoning, slowly, before it answers.")
+        started = _agent("run", "-d", "-m", MODEL, "--reasoning-effort", "high", "--base-url", server.url, PROMPT)
         if started.returncode != 0:
             print(started.stderr, file=sys.stderr)
             return 1
@@ -96,13 +105,14 @@ def run_demo(workspace: str | None, watch_seconds: float) -> int:
             sys.stdout.flush()
             time.sleep(0.1)
 
-        _say("Interrupt it now: SIGINT reaches the child, the HTTP call is abandoned mid-stream.")
+        _say("Interrupt it now, while it is still reasoning: SIGINT reaches the child, the HTTP call is abandoned.")
         stopped = _agent("interrupt", conv_id)
         print(stopped.stdout.strip() or stopped.stderr.strip())
         disconnected = server.wait_for("client_disconnected", timeout=5)
         print(f"(the server saw the client hang up: {'yes' if disconnected else 'NO'})")
 
-        _say("The conversation is paused, and the partial answer was saved:")
+        _say("The conversation is paused. The reasoning so far was kept, and priced: estimated from its length, "
+             "since the call never got to report its usage.")
         shown = _agent("show", conv_id)
         lines = shown.stdout.splitlines()
         print("\n".join(line for line in lines if line.startswith(("status:", "last stop:"))))
@@ -110,7 +120,7 @@ def run_demo(workspace: str | None, watch_seconds: float) -> int:
         last = next((i for i, line in enumerate(lines) if "INTERRUPTED" in line), first)
         print("\n".join(lines[first:last + 1]))
 
-        _say("Resume it in the foreground: it starts the answer again, writes the file and finishes.")
+        _say("Resume it in the foreground: it thinks again, answers, writes the file and finishes.")
         resumed = _agent("resume", conv_id, capture=False)
 
         _say("The file the agent wrote:")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_proc.conversation import Runtime, State
 from supervisor.backends import Probe
+
+if TYPE_CHECKING:
+    from agent_proc.pricing import Model
 
 
 def age(iso: str, now: datetime | None = None) -> str:
@@ -138,10 +141,14 @@ def event_text(event: dict[str, Any]) -> str:
         parts = [f"{head} {label}: {event.get('content') or ''}".rstrip()]
         usage = event.get("usage") or {}
         estimated = " (estimated)" if event.get("cost_estimated") else ""
-        parts.append(f"{' ' * len(head)} {usage.get('prompt_tokens', 0)} + {usage.get('completion_tokens', 0)} tokens, "
-                     f"cost {cost(event.get('cost'))}{estimated}, {event.get('latency_ms')} ms")
+        thought = f" ({usage['reasoning_tokens']} reasoning)" if usage.get("reasoning_tokens") else ""
+        parts.append(f"{' ' * len(head)} {usage.get('prompt_tokens', 0)} + {usage.get('completion_tokens', 0)} tokens"
+                     f"{thought}, cost {cost(event.get('cost'))}{estimated}, {event.get('latency_ms')} ms")
         if event.get("reasoning"):
-            parts.append(f"{' ' * len(head)} reasoning: {event['reasoning']}")
+            label = "reasoning (cut off): " if event.get("partial") else "reasoning: "
+            margin = "\n" + " " * (len(head) + 1 + len(label))
+            text = margin.join(event["reasoning"].rstrip().splitlines())
+            parts.append("\n".join(line.rstrip() for line in f"{' ' * len(head)} {label}{text}".splitlines()))
         for call in event.get("tool_calls") or []:
             parts.append(f"{' ' * len(head)} -> {call['name']}({call['arguments']})  [{call['id']}]")
         return "\n".join(parts)
@@ -167,3 +174,50 @@ def show_text(state: State, events: list[dict[str, Any]], pending: list[str], pr
     if pending:
         lines += ["", "waiting in the inbox:"] + [f"  {p}" for p in pending]
     return "\n".join(lines)
+
+
+def _per_million(per_token: float | None) -> str:
+    return "-" if per_token is None else f"{per_token * 1_000_000:.4g}"
+
+
+def _tokens(count: int | None) -> str:
+    if count is None:
+        return "-"
+    return f"{count / 1_000_000:g}M" if count >= 1_000_000 else f"{count // 1000}k" if count >= 1000 else str(count)
+
+
+def reasons(model: Model) -> str:
+    """Whether a model reasons, and the effort levels it takes where the table says."""
+    info = model.info
+    if info.reasoning is None:
+        return "?"
+    if not info.reasoning:
+        return "no"
+    return "yes" + (f" ({','.join(info.efforts)})" if info.efforts else "")
+
+
+def models_table(models: dict[str, Model]) -> str:
+    """Models with their prices in USD per million tokens, context window and reasoning."""
+    rows = [["MODEL", "INPUT $/M", "OUTPUT $/M", "CACHED $/M", "CONTEXT", "REASONS"]]
+    for name, model in models.items():
+        price = model.price
+        rows.append([name, _per_million(price.input), _per_million(price.output), _per_million(price.cached_input),
+                     _tokens(model.info.context_window), reasons(model)])
+    return table(rows)
+
+
+def models_json(models: dict[str, Model]) -> list[dict[str, Any]]:
+    """Models for `agent models --json`: prices in USD per million tokens, as the table files have them."""
+    out = []
+    for name, model in models.items():
+        price, info = model.price, model.info
+        out.append({
+            "name": name,
+            "input": price.input * 1_000_000, "output": price.output * 1_000_000,
+            "cached_input": None if price.cached_input is None else price.cached_input * 1_000_000,
+            "cache_write": None if price.cache_write is None else price.cache_write * 1_000_000,
+            "price_source": price.source,
+            "context_window": info.context_window, "max_output_tokens": info.max_output_tokens,
+            "reasoning": info.reasoning, "efforts": list(info.efforts) if info.efforts else None,
+        })
+    return out

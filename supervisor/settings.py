@@ -7,6 +7,7 @@ reads it from the environment it inherits.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -94,6 +95,26 @@ def check_budget(settings: ModelSettings, run_settings: Settings) -> None:
             f"--max-cost needs the price of {settings.ref.full_name}, which is unknown: add it to "
             "$AGENT_HOME/prices.json or set LLM_INPUT_COST_PER_TOKEN and LLM_OUTPUT_COST_PER_TOKEN"
         )
+
+
+def check_reasoning(settings: ModelSettings, run_settings: Settings) -> Settings:
+    """`run_settings` with the API the run will use filled in (--api, else the model's default), once the
+    model is known to take its reasoning settings; raises `SettingsError` with what to do otherwise."""
+    from agent_proc import reasoning
+    from agent_proc.pricing import PricingError, find_model
+
+    try:
+        model = find_model(settings.ref.full_name)
+    except PricingError as e:
+        raise SettingsError(str(e)) from None
+    info = model.info if model is not None else None
+    api = reasoning.choose_api(settings.ref, info, run_settings.api)
+    try:
+        reasoning.check(settings.ref, info, api=api, effort=run_settings.reasoning_effort,
+                        budget=run_settings.thinking_budget)
+    except reasoning.ReasoningError as e:
+        raise SettingsError(str(e)) from None
+    return dataclasses.replace(run_settings, api=api)
 
 
 BACKEND_ENV = "AGENT_BACKEND"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -14,5 +15,8 @@ def test_demo_runs_interrupts_resumes_and_writes_the_answer(agent, tmp_path):
     assert "stopped in" in result.stdout
     assert "the server saw the client hang up: yes" in result.stdout
     assert "PARTIAL: interrupted" in result.stdout
+    # The interrupt lands in the model's reasoning, which is kept and priced.
+    assert "reasoning (cut off): Working through the clues" in result.stdout
+    assert re.search(r"cost \$0\.0*[1-9]\d* \(estimated\)", result.stdout), result.stdout
     assert (work / "puzzle_solution.txt").read_text().startswith("The German owns the fish")
     assert "Demo complete" in result.stdout

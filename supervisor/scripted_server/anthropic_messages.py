@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from supervisor.scripted_server import check_anthropic_messages
+from supervisor.scripted_server import check_anthropic_messages, check_anthropic_thinking, signing
 from supervisor.scripted_server.turn import Chunk, Turn, Wire, error_type
 
 
@@ -28,8 +28,11 @@ def usage_body(usage: dict[str, int], output_tokens: int | None = None) -> dict[
 
 def blocks(turn: Turn) -> list[dict[str, Any]]:
     rendered: list[dict[str, Any]] = []
+    if turn.redacted_thinking:
+        # Thinking the safety systems flagged: encrypted, to be sent back as it came.
+        rendered.append({"type": "redacted_thinking", "data": signing.seal({"redacted": f"msg_scripted_{turn.n}"})})
     if turn.reasoning:
-        rendered.append({"type": "thinking", "thinking": turn.reasoning, "signature": ""})
+        rendered.append({"type": "thinking", "thinking": turn.reasoning, "signature": signing.sign(turn.reasoning)})
     if turn.content:
         rendered.append({"type": "text", "text": turn.content})
     for call in turn.tool_calls:
@@ -57,10 +60,14 @@ def message(turn: Turn) -> dict[str, Any]:
 def block_stream(block: dict[str, Any], turn: Turn) -> tuple[dict[str, Any], list[dict]]:
     """Split a finished content block into its empty opening form and its deltas."""
     if block["type"] == "thinking":
+        # The signature comes last, once the thinking is whole: a block cut off before it has none.
         deltas = [{"type": "thinking_delta", "thinking": p} for p in turn.pieces(block["thinking"])]
-        return {**block, "thinking": ""}, deltas
+        return {**block, "thinking": "", "signature": ""}, [*deltas, {"type": "signature_delta",
+                                                                        "signature": block["signature"]}]
     if block["type"] == "text":
         return {**block, "text": ""}, [{"type": "text_delta", "text": p} for p in turn.pieces(block["text"])]
+    if block["type"] == "redacted_thinking":
+        return block, []  # whole in its opening event, as the API sends it
     opening = {k: v for k, v in block.items() if k != "arguments_json"}
     deltas = [{"type": "input_json_delta", "partial_json": p} for p in turn.pieces(block["arguments_json"])]
     return {**opening, "input": {}}, deltas
@@ -119,5 +126,5 @@ WIRE = Wire(
     error_body=error_body,
     stream_error=stream_error,
     has_api_key=has_api_key,
-    check_request=check_anthropic_messages.problems,
+    check_request=lambda body: check_anthropic_messages.problems(body) + check_anthropic_thinking.problems(body),
 )

@@ -20,6 +20,7 @@ from supervisor.scripted_server.checking import (
 TOP_LEVEL = frozenset({
     "model", "messages", "max_tokens", "system", "tools", "tool_choice", "stream", "metadata", "stop_sequences",
     "temperature", "top_p", "top_k", "thinking", "service_tier", "container", "mcp_servers", "context_management",
+    "output_config",
 })
 BLOCK_TYPES = frozenset({"text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"})
 MAX_CACHE_BREAKPOINTS = 4

@@ -271,6 +271,7 @@ class Handler(BaseHTTPRequestHandler):
             include_usage=include_usage is True,
             truncated=step.get("truncated", False),
             split_surrogates=step.get("split_surrogates", False),
+            redacted_thinking=step.get("redacted_thinking", False),
             ascii_only="chunk_bytes" not in step,
         )
 

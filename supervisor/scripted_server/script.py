@@ -20,6 +20,7 @@ class ScriptError(ValueError):
 _STEP_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "content": (str,),
     "reasoning": (str,),
+    "redacted_thinking": (bool,),
     "tool_calls": (list,),
     "chunk_chars": (int,),
     "chunk_delay": (int, float),

@@ -58,6 +58,7 @@ class Turn:
     include_usage: bool
     truncated: bool = False  # cut off by the output limit
     split_surrogates: bool = False  # stream text in UTF-16 code units, splitting surrogate pairs
+    redacted_thinking: bool = False  # Anthropic: a redacted_thinking block before the thinking
     ascii_only: bool = True  # JSON with \u escapes; False sends raw UTF-8
 
     def pieces(self, text: str) -> list[str]:
