@@ -35,7 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from agent_proc.status import Status, check_transition
+from agent_proc import naming, running
+from agent_proc.status import ACTIVE, Status, check_transition
 
 SCHEMA_VERSION = 1
 
@@ -86,13 +87,18 @@ def new_id() -> str:
 
 
 def resolve(id_or_prefix: str, home: Path | None = None) -> Path:
-    """The directory of the one conversation whose id starts with `id_or_prefix`.
+    """The directory of the conversation `id_or_prefix` names: a whole id, else a
+    conversation's name, else the one id that starts with it (as docker does).
 
-    Only lower-case hex is accepted, so a name can never point outside the home.
+    An id prefix must be lower-case hex and a name has no '/', so neither can point
+    outside the home.
     """
-    if not _ID_PREFIX.match(id_or_prefix):
-        raise NotFound(f"not a conversation id: {id_or_prefix!r} (ids are hex, like 3f9a1c2b7d40)")
     root = conversations_root(home)
+    whole_id = len(id_or_prefix) == ID_LENGTH and _ID_PREFIX.match(id_or_prefix)
+    if not whole_id and (owner := naming.owner(id_or_prefix, home or agent_home())) and (root / owner).is_dir():
+        return root / owner
+    if not _ID_PREFIX.match(id_or_prefix):
+        raise NotFound(f"not a conversation id or name: {id_or_prefix!r} (ids are hex, like 3f9a1c2b7d40)")
     try:
         names = [n for n in os.listdir(root) if n.startswith(id_or_prefix) and len(n) == ID_LENGTH]
     except FileNotFoundError:
@@ -105,13 +111,17 @@ def resolve(id_or_prefix: str, home: Path | None = None) -> Path:
     return root / names[0]
 
 
-def list_dirs(home: Path | None = None) -> list[Path]:
-    root = conversations_root(home)
+def list_ids(home: Path | None = None) -> list[str]:
     try:
-        names = os.listdir(root)
+        names = os.listdir(conversations_root(home))
     except FileNotFoundError:
         return []
-    return [root / n for n in sorted(names) if len(n) == ID_LENGTH and _ID_PREFIX.match(n)]
+    return [n for n in sorted(names) if len(n) == ID_LENGTH and _ID_PREFIX.match(n)]
+
+
+def list_dirs(home: Path | None = None) -> list[Path]:
+    root = conversations_root(home)
+    return [root / n for n in list_ids(home)]
 
 
 # --------------------------------------------------------------------------- state
@@ -169,12 +179,18 @@ class Metrics:
     tool_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
     accumulated_cost: float | None = None  # USD; None means unknown, never 0
+    cost_estimated: bool = False  # part of the cost is estimated (a call cut off before its usage came)
 
 
 @dataclass
 class State:
     id: str
+    name: str | None = None  # unique in the home; see agent_proc.naming
+    labels: dict[str, str] = field(default_factory=dict)
+    prompt: str = ""  # the first line of the first prompt, for listings (at most PROMPT_PREVIEW characters)
     status: Status = Status.IDLE
     status_reason: str | None = None
     status_kind: str | None = None  # machine-readable cause of `error` or `paused`: "timeout", "budget", ...
@@ -189,6 +205,8 @@ class State:
     inbox_cursor: str = ""  # name of the last inbox file taken into the history
     current_call: dict[str, Any] | None = None  # the model call in flight: {"n", "attempt", "started"} (epoch s)
     metrics: Metrics = field(default_factory=Metrics)
+    # Model calls totalled per UTC day and model ("2026-11-27 openai/gpt-4o"), for cost reports.
+    usage: dict[str, dict[str, Any]] = field(default_factory=dict)
     runtime: Runtime = field(default_factory=Runtime)
     events_seq: int = 0  # seq of the last event folded into this state
     events_size: int = 0  # byte offset in events.jsonl just after that event
@@ -215,6 +233,31 @@ def _build(kind: type, doc: dict[str, Any]) -> Any:
     return kind(**{k: v for k, v in doc.items() if k in known})
 
 
+PROMPT_PREVIEW = 200
+_TOKEN_KINDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
+
+
+def _preview(text: str) -> str:
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first[:PROMPT_PREVIEW]
+
+
+def _add_usage(state: State, event: dict[str, Any], usage: dict[str, Any]) -> None:
+    """Count one model call in its day's and model's bucket of `state.usage`."""
+    key = f"{event['ts'][:10]} {event.get('model') or state.model}"
+    bucket = state.usage.setdefault(key, {"calls": 0, **dict.fromkeys(_TOKEN_KINDS, 0), "cost_usd": 0.0,
+                                          "estimated_usd": 0.0, "unpriced_calls": 0})
+    bucket["calls"] += 1
+    for tokens in _TOKEN_KINDS:
+        bucket[tokens] += int(usage.get(tokens) or 0)
+    if (cost := event.get("cost")) is None:
+        bucket["unpriced_calls"] += 1
+    else:
+        bucket["cost_usd"] += cost
+        if event.get("cost_estimated"):
+            bucket["estimated_usd"] += cost
+
+
 def apply_event(state: State, event: dict[str, Any]) -> None:
     """Fold one event into the state. The only place that derives state from history."""
     kind = event["type"]
@@ -226,6 +269,11 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
         state.workspace = event["workspace"]
         state.settings = _build(Settings, event.get("settings") or {})
         state.created_at = event["ts"]
+        state.name = event.get("name")
+        state.labels = dict(event.get("labels") or {})
+    elif kind == "labels_changed":
+        state.labels = {k: v for k, v in {**state.labels, **event.get("set", {})}.items()
+                        if k not in event.get("removed", [])}
     elif kind == "settings_changed":
         state.settings = _build(Settings, {**dataclasses.asdict(state.settings), **event["settings"]})
     elif kind == "model_changed":
@@ -264,7 +312,8 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
             marker=event.get("marker"),
             supervisor_pid=event.get("supervisor_pid"),
             started_at=event["ts"],
-            host=event.get("host"),
+            # A hostname alone, as recorded before the boot id and PID namespace were kept.
+            host={"hostname": event["host"]} if isinstance(event.get("host"), str) else event.get("host"),
         )
         if previous.awaiting_process:  # the process of a submitted job: the run keeps its job
             state.runtime.backend, state.runtime.job = previous.backend, previous.job
@@ -278,6 +327,8 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
     elif kind == "user_message":
         if inbox_id := event.get("inbox_id"):
             state.inbox_cursor = max(state.inbox_cursor, inbox_id)
+        if not state.prompt and event.get("source") == "prompt":
+            state.prompt = _preview(event.get("content") or "")
     elif kind == "model_call_started":
         state.current_call = {"n": event["n"], "attempt": event["attempt"], "started": event["started"]}
         state.metrics.http_attempts += 1
@@ -289,10 +340,12 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
             state.metrics.model_calls += 1
             state.metrics.iterations += 1
         usage = event.get("usage") or {}
-        state.metrics.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-        state.metrics.completion_tokens += int(usage.get("completion_tokens") or 0)
+        for tokens in _TOKEN_KINDS:
+            setattr(state.metrics, tokens, getattr(state.metrics, tokens) + int(usage.get(tokens) or 0))
         if (cost := event.get("cost")) is not None:
             state.metrics.accumulated_cost = (state.metrics.accumulated_cost or 0.0) + cost
+            state.metrics.cost_estimated |= bool(event.get("cost_estimated"))
+        _add_usage(state, event, usage)
     elif kind == "tool_result":
         state.metrics.tool_calls += 1
 
@@ -465,7 +518,14 @@ class Transaction:
         self._after_commit.append(action)
 
     def commit(self) -> None:
-        """Append the events durably, then checkpoint the state after them."""
+        """Append the events durably, then checkpoint the state after them.
+
+        The home's set of running conversations (`agent_proc.running`) gains this one
+        before it is recorded running, and loses it once it is recorded stopped.
+        """
+        is_running = self.state.status in ACTIVE  # a queued run is listed by `agent ps` too
+        if is_running:
+            running.mark(self.dir)
         path = self.dir / EVENTS_FILE
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -484,6 +544,8 @@ class Transaction:
         finally:
             os.close(fd)
         self._dirty = False
+        if not is_running:
+            running.unmark(self.dir)
         for action in self._after_commit:
             action()
 
@@ -517,9 +579,15 @@ def create(
     base_url: str | None,
     prompt: str,
     settings: Settings | None = None,
+    name: str | None = None,
+    labels: dict[str, str] | None = None,
     home: Path | None = None,
 ) -> Path:
-    """Make a new, idle conversation whose history starts with `prompt`; return its directory."""
+    """Make a new, idle conversation whose history starts with `prompt`; return its directory.
+
+    A `name` already taken raises `naming.NameTaken`, and nothing is made.
+    """
+    home = home or agent_home()
     root = conversations_root(home)
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     for _ in range(100):
@@ -532,6 +600,12 @@ def create(
             continue
     else:  # pragma: no cover - 48 random bits colliding 100 times
         raise ConversationError("could not allocate a conversation id")
+    if name is not None:
+        try:
+            naming.claim(name, conv_id, home, root)
+        except BaseException:
+            conv_dir.rmdir()
+            raise
     (conv_dir / INBOX_DIR).mkdir(mode=0o700)
     old_umask = os.umask(0o077)
     try:
@@ -539,7 +613,7 @@ def create(
         with transaction(conv_dir) as txn:
             txn.record(
                 "created", model=model, workspace=workspace, base_url=base_url,
-                settings=dataclasses.asdict(settings or Settings()),
+                settings=dataclasses.asdict(settings or Settings()), name=name, labels=labels or {},
             )
             txn.record("user_message", content=prompt, source="prompt")
     finally:

@@ -28,7 +28,7 @@ import psutil
 import requests
 import structlog
 
-from agent_proc import conversation, llm, logs, pricing, reasoning
+from agent_proc import conversation, llm, logs, output_times, pricing, reasoning
 from agent_proc.conversation import Settings, Transaction, transaction
 from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, host_identity, process_start_ticks
 from agent_proc.providers import find_api_key, parse_model
@@ -62,6 +62,7 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 
 def say(text: str) -> None:
     """Progress for people: the child's stderr is the conversation's output.log."""
+    output_times.note(text)
     sys.stderr.write(text)
     sys.stderr.flush()
 
@@ -613,6 +614,7 @@ def main(conv_id: str, *, keep_partial: bool = False) -> int:
 
     conv_dir = conversation.resolve(conv_id)
     state = conversation.load_state(conv_dir)
+    output_times.start(conv_dir, conversation.OUTPUT_FILE)
     logs.configure(conv_dir / conversation.LOG_FILE, [find_api_key(parse_model(state.model).provider)])
     log = structlog.get_logger().bind(conversation=state.id)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from agent_proc import conversation
+from agent_proc import conversation, output_times
 from agent_proc.conversation import State, load_state
 from agent_proc.status import ACTIVE
 from supervisor import control, watchdog
@@ -33,6 +33,73 @@ def output_size(conv_dir: Path) -> int:
         return os.path.getsize(conv_dir / conversation.OUTPUT_FILE)
     except FileNotFoundError:
         return 0
+
+
+def tail_offset(conv_dir: Path, lines: int, block: int = 65536) -> int:
+    """The offset in output.log where its last `lines` lines begin (read from the end,
+    so a long log costs no more than a short one)."""
+    try:
+        f = open(conv_dir / conversation.OUTPUT_FILE, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        return 0
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        if lines == 0:
+            return end
+        position, seen = end, 0
+        # A last line without its newline yet is a line too.
+        wanted = lines + 1 if end and (f.seek(end - 1), f.read(1))[1] == b"\n" else lines
+        while position > 0:
+            step = min(block, position)
+            position -= step
+            f.seek(position)
+            data = f.read(step)
+            for index in range(len(data) - 1, -1, -1):
+                if data[index] == 10:
+                    seen += 1
+                    if seen == wanted:
+                        return position + index + 1
+        return 0
+
+
+class Stamped:
+    """A stream that writes output.log's bytes with each line's time in front
+    (`agent logs --timestamps`); `offset` is where the bytes it is given start."""
+
+    def __init__(self, conv_dir: Path, out: BinaryIO, offset: int) -> None:
+        self.times = output_times.LineTimes(conv_dir)
+        self.out = out
+        self.offset = offset
+        self.line_start = True
+
+    def write(self, data: bytes) -> int:
+        self.times.refresh()
+        pieces, start = [], 0
+        while start < len(data):
+            if self.line_start:
+                pieces.append(f"{self.times.at(self.offset + start) or '-':<24} ".encode())
+            newline = data.find(b"\n", start)
+            end = len(data) if newline < 0 else newline + 1
+            pieces.append(data[start:end])
+            self.line_start = newline >= 0
+            start = end
+        self.offset += len(data)
+        self.out.write(b"".join(pieces))
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def since_offset(conv_dir: Path, moment: str) -> int | None:
+    """Where the output written at or after `moment` (ISO, UTC) begins; None if no
+    times were recorded for this output (a run of an older version)."""
+    times = output_times.LineTimes(conv_dir)
+    times.refresh()
+    if not times.offsets:
+        return None
+    found = times.first_offset_since(moment)
+    return output_size(conv_dir) if found is None else found
 
 
 def copy_output(conv_dir: Path, offset: int, out: BinaryIO) -> int:

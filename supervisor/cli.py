@@ -11,9 +11,9 @@ import copy
 import dataclasses
 import json
 import os
-import shutil
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,11 +84,14 @@ class AgentGroup(click.Group):
 def _is_bad_input(error: Exception) -> bool:
     """Whether `error` is one of ours that reports bad input (imported only when needed,
     so that no command pays for modules it does not use)."""
+    from agent_proc.naming import BadName
     from agent_proc.pricing import PricingError
     from supervisor.config import ConfigError
+    from supervisor.query import QueryError
     from supervisor.settings import SettingsError
 
-    return isinstance(error, (ConversationError, SettingsError, IllegalTransition, PricingError, ConfigError))
+    return isinstance(error, (ConversationError, SettingsError, IllegalTransition, PricingError, ConfigError,
+                              BadName, QueryError))
 
 
 @click.group(cls=AgentGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -98,7 +101,7 @@ def cli() -> None:
 
     Each run is a child process; its conversation lives under $AGENT_HOME
     (default ~/.local/state/agent), so any shell can act on it. Ids may be
-    shortened to any unique prefix.
+    shortened to any unique prefix, or replaced by the name given with --name.
 
     \b
     Examples:
@@ -133,12 +136,15 @@ def _print_json(doc: Any) -> None:
 
 
 def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: bool,
-           keep_partial: bool = False, placement: Placement | None = None) -> None:
+           keep_partial: bool = False, placement: Placement | None = None,
+           on_started: Callable[[], None] = lambda: None) -> None:
     """Start the run, then either return (detached: a watcher process, here or in a
     scheduler's job, supervises it) or follow it here, showing its output, and exit
     with the code its outcome maps to. Here, in the foreground, this process is the
-    run's supervisor; a run a scheduler holds is followed through its files instead."""
+    run's supervisor; a run a scheduler holds is followed through its files instead.
+    `on_started` is called once the child has the conversation (or the job is queued)."""
     from supervisor import attach, control
+    from supervisor.summary import summary
 
     backend = placement.backend if placement else backends.DEFAULT
     output_from = attach.output_size(conv_dir)  # a resumed run shows only what is new
@@ -153,11 +159,10 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
             if conversation.load_state(conv_dir).status is Status.QUEUED:
                 control.stop_run(conv_dir, grace=grace, requested_by="agent run (SIGINT)")
             sys.exit(outcomes.EXIT_PAUSED)
+        on_started()
         if detach:
             if as_json:
-                _print_json({"id": state.id, "status": state.status.value, "pid": state.runtime.pid,
-                             "supervisor_pid": state.runtime.supervisor_pid, "backend": state.runtime.backend,
-                             "job": state.runtime.job})
+                _print_json(summary(state))
             else:
                 click.echo(state.id)
             return
@@ -173,6 +178,7 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
     except KeyboardInterrupt:  # Ctrl+C before the child was under way: it must not run on
         control.abandon_start(conv_dir, child)
         sys.exit(outcomes.EXIT_PAUSED)
+    on_started()
     if not quiet:
         click.echo(f"[agent] run {state.id} started (pid {child.pid}, model {state.model})", err=True)
     _exit_with(attach.supervise(conv_dir, child, grace=grace, show=not quiet, offset=output_from), as_json)
@@ -199,10 +205,10 @@ def _exit_code(outcome: Any) -> int:
 
 def _print_outcome(state: conversation.State, as_json: bool) -> None:
     """How a run ended, as a foreground run prints it: the answer on stdout, else why not."""
-    from supervisor import render
+    from supervisor.summary import summary
 
     if as_json:
-        _print_json(render.summary(state))
+        _print_json(summary(state))
     elif state.status is Status.FINISHED:
         click.echo(state.final_answer or "")
     else:
@@ -282,6 +288,11 @@ def _given(**limits: Any) -> dict[str, Any]:
 @click.option("--base-url", help="API endpoint  [default: $LLM_BASE_URL, else the provider's]")
 @click.option("-w", "--workspace", type=click.Path(exists=True, file_okay=False, resolve_path=True), default=".",
               help="Directory the tools work in  [default: current directory]")
+@click.option("--name", help="A unique name, usable wherever an id is.")
+@click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE", help="A label (repeatable).")
+@click.option("--exclusive", is_flag=True,
+              help=f"Do not start if a run with the same name or labels is running (exit "
+                   f"{outcomes.EXIT_ALREADY_RUNNING}).")
 @_limits
 @_reasoning
 @_placement
@@ -289,8 +300,9 @@ def _given(**limits: Any) -> dict[str, Any]:
 @_grace
 @_quiet
 @_json
-def run(prompt: str, model: str | None, base_url: str | None, workspace: str, backend: str | None,
-        sbatch_args: tuple[str, ...], detach: bool, grace: float, quiet: bool, as_json: bool, **limits: Any) -> None:
+def run(prompt: str, model: str | None, base_url: str | None, workspace: str, name: str | None,
+        labels: tuple[str, ...], exclusive: bool, backend: str | None, sbatch_args: tuple[str, ...], detach: bool,
+        grace: float, quiet: bool, as_json: bool, **limits: Any) -> None:
     """Start an agent run on PROMPT ('-' reads it from stdin).
 
     In the foreground, progress goes to stderr as it happens and the final answer
@@ -302,19 +314,37 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, ba
       agent run "what is in this directory?" -m openai/gpt-4o
       echo "fix the failing test" | agent run - -w ~/src/app
       id=$(agent run -d --timeout 600 "summarise README.md") && agent wait "$id"
+      agent run -d --name nightly-$(date +%F) -l job=nightly --exclusive "triage new issues"
       agent run -d --backend slurm --sbatch-arg=--partition=cpu "summarise README.md"
     """
+    from agent_proc import naming
+    from supervisor import exclusive as only_one
     from supervisor import settings
 
     text = _read_text(prompt, "prompt")
+    if name is not None:
+        naming.check_name(name)
+    label_set = naming.parse_labels(labels)
+    if exclusive and not (name or label_set):
+        raise UsageError("--exclusive needs --name or --label: it compares runs by them")
     chosen = settings.resolve_model(model, base_url)
     settings.check_key(chosen)
     placement = settings.resolve_placement(backend, sbatch_args)
     run_settings = settings.check_reasoning(chosen, Settings(**_given(**limits)))
     settings.check_budget(chosen, run_settings)
-    conv_dir = conversation.create(model=chosen.ref.full_name, workspace=workspace, base_url=chosen.base_url,
-                                   prompt=text, settings=run_settings)
-    _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json, placement=placement)
+    home = conversation.agent_home()
+    lock = only_one.Lock(home) if exclusive else None
+    try:
+        if lock and (found := only_one.conflict(home, name, label_set)):
+            click.echo(f"not started: conversation {found[0]} with the same {found[1]} is running", err=True)
+            sys.exit(outcomes.EXIT_ALREADY_RUNNING)
+        conv_dir = conversation.create(model=chosen.ref.full_name, workspace=workspace, base_url=chosen.base_url,
+                                       prompt=text, settings=run_settings, name=name, labels=label_set, home=home)
+        _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json, placement=placement,
+               on_started=lock.release if lock else lambda: None)
+    finally:
+        if lock:
+            lock.release()
 
 
 @cli.command()
@@ -416,7 +446,9 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
     signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))  # Ctrl+C here: stop waiting, kill
     report = control.stop_run(conv_dir, grace=grace, requested_by="agent interrupt", hurry=lambda: bool(asked))
     if as_json:
-        _print_json(report.to_dict())
+        from supervisor.summary import summary
+
+        _print_json({**summary(conversation.load_state(conv_dir)), "stop": report.to_dict()})
     elif report.already_stopped:
         click.echo(f"{report.conversation} is not running ({report.status.value}); nothing to stop", err=True)
     else:
@@ -432,7 +464,8 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
 @click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("--no-wait", is_flag=True, help="Return at once instead of waiting until it has paused.")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Give up waiting after this many seconds (exit 3).")
-def pause(conv_id: str, no_wait: bool, timeout: float | None) -> None:
+@_json
+def pause(conv_id: str, no_wait: bool, timeout: float | None, as_json: bool) -> None:
     """Pause a run politely: the model call or tool in progress finishes first.
 
     A run still queued (its Slurm job not started) has no step in progress: its job
@@ -442,8 +475,10 @@ def pause(conv_id: str, no_wait: bool, timeout: float | None) -> None:
     Examples:
       agent pause 3f9a
       agent pause 3f9a --no-wait
+      agent pause nightly --json | jq -r .status
     """
     from supervisor import control
+    from supervisor.summary import summary
 
     conv_dir = _conv_dir(conv_id)
     if control.reconcile(conv_dir).status is Status.QUEUED:  # no step in progress: its job is cancelled
@@ -451,23 +486,29 @@ def pause(conv_id: str, no_wait: bool, timeout: float | None) -> None:
         click.echo(f"{report.conversation} {report.status.value}")
         return
     state = control.request_pause(conv_dir)
-    if state.status is not Status.RUNNING:
+    was_running = state.status is Status.RUNNING
+    if was_running and not no_wait:
+        state = control.wait_settled(conv_dir, timeout)
+    still_running = was_running and not no_wait and state.status is Status.RUNNING
+    if as_json:
+        _print_json(summary(state))
+    elif not was_running:
         click.echo(f"{state.id} is not running ({state.status.value}); nothing to pause", err=True)
-        return
-    if no_wait:
+    elif no_wait:
         click.echo(f"{state.id} will pause after its current step", err=True)
-        return
-    state = control.wait_settled(conv_dir, timeout)
-    if state.status is Status.RUNNING:
+    elif still_running:
         click.echo(f"{state.id} is still running after {timeout} s; it will pause after its current step", err=True)
+    else:
+        click.echo(f"{state.id} {state.status.value}" + (f": {state.status_reason}" if state.status_reason else ""))
+    if still_running:
         sys.exit(outcomes.EXIT_STILL_RUNNING)
-    click.echo(f"{state.id} {state.status.value}" + (f": {state.status_reason}" if state.status_reason else ""))
 
 
 @cli.command()
 @click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.argument("message")
-def send(conv_id: str, message: str) -> None:
+@_json
+def send(conv_id: str, message: str, as_json: bool) -> None:
     """Give a conversation a user message ('-' reads it from stdin).
 
     A running run takes it in before its next model call; otherwise it is kept
@@ -479,96 +520,164 @@ def send(conv_id: str, message: str) -> None:
       git diff | agent send 3f9a -
     """
     text = _read_text(message, "message")
-    where = conversation.post_message(_conv_dir(conv_id), text)
-    if where == "inbox":
+    conv_dir = _conv_dir(conv_id)
+    where = conversation.post_message(conv_dir, text)
+    if as_json:
+        from supervisor.summary import summary
+
+        _print_json({**summary(conversation.load_state(conv_dir)), "delivered_to": where})
+    elif where == "inbox":
         click.echo("queued: the run takes it in before its next model call", err=True)
     else:
         click.echo("stored: it is sent to the model when the conversation is resumed", err=True)
 
 
+def _check_format(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from supervisor.query import check_format  # only when a command runs: start-up stays light
+
+    return check_format(value)
+
+
+def _format_option(command: Any) -> Any:
+    """`--format table|json|jsonl|TEMPLATE` and `--json` (the same as --format json)."""
+    command = click.option("--json", "as_json", is_flag=True, help="Print JSON (the same as --format json).")(command)
+    return click.option("--format", "fmt", default="table", show_default=True, metavar="FORMAT",
+                        callback=_check_format,
+                        help="table, json, jsonl, or a template of JSON field names: '{id} {status} {cost_usd}'.",
+                        )(command)
+
+
+def _filter_option(command: Any) -> Any:
+    return click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+                        help="Only conversations where this holds: status= (status=paused,error for either), "
+                             "name=, label=KEY, label=KEY=VALUE, model=, since=, until= (2h, 7d or a date). "
+                             "Repeatable: all must hold.")(command)
+
+
+def _echo(text: str) -> None:
+    if text:
+        click.echo(text)
+
+
 @cli.command()
 @click.option("-a", "--all", "show_all", is_flag=True, help="Show every conversation, not only running ones.")
 @click.option("-q", "--quiet", is_flag=True, help="Print ids only.")
-@_json
-def ps(show_all: bool, quiet: bool, as_json: bool) -> None:
-    """List running and queued conversations (all of them with -a).
+@click.option("-n", "--last", type=click.IntRange(min=1), help="Only the N newest conversations (implies -a).")
+@click.option("--no-trunc", is_flag=True, help="Do not cut the prompt to the terminal's width.")
+@_filter_option
+@_format_option
+def ps(show_all: bool, quiet: bool, last: int | None, no_trunc: bool, filters: tuple[str, ...], fmt: str,
+       as_json: bool) -> None:
+    """List running and queued conversations, newest first (all of them with -a).
 
-    WHERE says where a run executes (its pid, or its Slurm job and node). A run
-    whose liveness cannot be told from here (it runs on another machine, or the
-    scheduler cannot be asked) says so in REASON and is left as it is.
+    A run whose liveness cannot be told from here (it runs on another machine, or
+    its scheduler cannot be asked) is listed as it is, with a note on stderr.
+
+    A status= filter or -n looks at all conversations too. With 10,000 of them,
+    a listing reads an index ($AGENT_HOME/index.json) that is rebuilt from the
+    conversation files whenever they change.
 
     \b
     Examples:
       agent ps
-      agent ps -a --json
+      agent ps -a --filter label=job=nightly --filter since=7d
+      agent ps --filter status=paused,error --format '{id} {name} {reason}'
+      agent ps -n 5 --json
       agent ps -q | xargs -n1 agent interrupt
     """
-    from supervisor import control, render
+    from supervisor import index, listing, query
 
-    dirs = conversation.list_dirs()
-    backends.prefetch(dirs)  # one question to each scheduler, not one per run
-    listed, broken = [], []
-    for conv_dir in dirs:
-        try:
-            seen = control.inspect(conv_dir)
-        except ConversationError as error:
-            broken.append(str(error))
-            continue
-        if show_all or seen.state.status in ACTIVE:
-            listed.append((seen.state, seen.probe))
-    listed.sort(key=lambda pair: pair[0].created_at)
-    if as_json:
-        _print_json([render.summary(state, probe) for state, probe in listed])
-    elif quiet:
-        for state, _ in listed:
-            click.echo(state.id)
-    elif listed:
-        click.echo(render.ps_table(listed))
-    for problem in broken:
+    chosen = query.parse_filters(filters)
+    home = conversation.agent_home()
+    problems: list[str] = []
+    everything = show_all or last is not None or (chosen.statuses is not None and chosen.statuses != {"running"})
+    backends.prefetch(index.marked_dirs(home))  # one question to each scheduler, not one per run
+    entries = index.all_entries(home, problems) if everything else index.running_entries(home, problems)
+    entries = sorted((e for e in entries if chosen(e.summary)),
+                     key=lambda e: (e.summary["created_at"], e.summary["id"]), reverse=True)[:last]
+    docs = [e.summary for e in entries]
+    fmt = "json" if as_json else fmt
+    if quiet:
+        _echo("\n".join(d["id"] for d in docs))
+    else:
+        if fmt != "table":
+            index.complete(entries)
+        _echo(query.format_many(docs, fmt, lambda: listing.ps_table(
+            docs, colour=listing.use_colour(sys.stdout), truncate=not no_trunc)))
+    problems += [f"{d['id']}: liveness unknown: {d['liveness_detail']}" for d in docs if d.get("liveness") == "unknown"]
+    for problem in problems:
         click.echo(f"warning: {problem}", err=True)
 
 
 @cli.command()
 @click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
-@_json
-def show(conv_id: str, as_json: bool) -> None:
-    """Show a conversation: its state and its whole history, partial output included.
+@click.option("-a", "--all", "show_all", is_flag=True,
+              help="Also show bookkeeping events (process starts and exits, model call start times).")
+@click.option("-n", "--tail", type=click.IntRange(min=0), help="Only the last N events of the history.")
+@_format_option
+def show(conv_id: str, show_all: bool, tail: int | None, fmt: str, as_json: bool) -> None:
+    """Show a conversation: its state and its history, partial output included.
+
+    --format json prints {"state": SUMMARY, "settings", "runtime", "events",
+    "pending_messages"}, SUMMARY being the document of docs/json.md, with every
+    event (--tail still applies); a template is filled in from SUMMARY.
 
     \b
     Examples:
       agent show 3f9a
+      agent show nightly --tail 5
       agent show 3f9a --json | jq '.state.status'
+      agent show 3f9a --format '{status} {cost_usd}'
     """
-    from supervisor import control, render
+    from supervisor import control, query, render
+    from supervisor.summary import summary
 
     conv_dir = _conv_dir(conv_id)
     seen = control.inspect(conv_dir)
     events, _ = conversation.read_events(conv_dir)
+    shown = events if show_all else [e for e in events if e["type"] not in render.BOOKKEEPING_EVENTS]
+    if tail is not None:
+        events, shown = events[max(0, len(events) - tail):], shown[max(0, len(shown) - tail):]
     pending = conversation.pending_messages(conv_dir)
-    if as_json:
-        liveness = {"liveness": seen.probe.liveness.value, "liveness_detail": seen.probe.detail} if seen.probe else {}
-        _print_json({"state": seen.state.to_dict(), **liveness, "events": events, "pending_messages": pending})
-    else:
-        click.echo(render.show_text(seen.state, events, pending, seen.probe))
+    state = seen.state
+    doc = {"state": summary(state), "settings": dataclasses.asdict(state.settings),
+           "runtime": dataclasses.asdict(state.runtime), "events": events, "pending_messages": pending}
+    if seen.probe:
+        doc["state"].update(liveness=seen.probe.liveness.value, liveness_detail=seen.probe.detail)
+    fmt = "json" if as_json else fmt
+    click.echo(query.format_one(doc, fmt, lambda: render.show_text(state, shown, pending, seen.probe),
+                                fields=doc["state"]))
 
 
 @cli.command()
 @click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing while the run is running.")
-def logs(conv_id: str, follow: bool) -> None:
+@click.option("-n", "--tail", type=click.IntRange(min=0), help="Start with the last N lines only.")
+@click.option("--since", help="Start with what was printed since then (2h, 10m, or a date and time).")
+@click.option("-t", "--timestamps", is_flag=True, help="Put the time each line was printed in front of it.")
+def logs(conv_id: str, follow: bool, tail: int | None, since: str | None, timestamps: bool) -> None:
     """Print what a run has printed (its progress), like `docker logs`.
 
     \b
     Examples:
       agent logs 3f9a
-      agent logs -f 3f9a
+      agent logs -f --tail 20 nightly
+      agent logs --since 10m --timestamps 3f9a
     """
-    from supervisor import attach, control
+    from supervisor import attach, control, query
 
     conv_dir = _conv_dir(conv_id)
-    out = sys.stdout.buffer
+    out: Any = sys.stdout.buffer
+    offset = 0 if tail is None else attach.tail_offset(conv_dir, tail)
+    if since is not None:
+        found = attach.since_offset(conv_dir, query.parse_time(since))
+        if found is None:
+            click.echo("warning: this run's output has no recorded times (an older version); showing all", err=True)
+        offset = max(offset, found or 0)
+    if timestamps:
+        out = attach.Stamped(conv_dir, out, offset)
     if not follow:
-        attach.copy_output(conv_dir, 0, out)
+        attach.copy_output(conv_dir, offset, out)
         return
     def finished() -> bool:
         # The run's last words are printed after its final status is written: wait for
@@ -577,7 +686,7 @@ def logs(conv_id: str, follow: bool) -> None:
         return state.status not in ACTIVE and control.all_gone(state.runtime)
 
     try:
-        attach.follow(conv_dir, out, offset=0, done=finished)
+        attach.follow(conv_dir, out, offset=offset, done=finished)
     except KeyboardInterrupt:
         sys.exit(outcomes.EXIT_PAUSED)  # Ctrl+C stops following, not the run
 
@@ -585,8 +694,8 @@ def logs(conv_id: str, follow: bool) -> None:
 @cli.command()
 @click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
 @click.option("--timeout", type=click.FloatRange(min=0), help="Give up after this many seconds (exit 3).")
-@_json
-def wait(conv_id: str, timeout: float | None, as_json: bool) -> None:
+@_format_option
+def wait(conv_id: str, timeout: float | None, fmt: str, as_json: bool) -> None:
     """Wait until a run stops; exit with the code its outcome maps to.
 
     0 finished, 1 error, 130 paused, 3 still running after --timeout.
@@ -595,36 +704,42 @@ def wait(conv_id: str, timeout: float | None, as_json: bool) -> None:
     Examples:
       agent wait 3f9a && echo done
       agent wait 3f9a --timeout 600 --json
+      agent wait nightly --format '{status} {cost_usd}'
     """
-    from supervisor import control, render
+    from supervisor import control, query
+    from supervisor.summary import summary
 
     conv_dir = _conv_dir(conv_id)
     try:
         state = control.wait_settled(conv_dir, timeout)
     except KeyboardInterrupt:
         sys.exit(outcomes.EXIT_PAUSED)
-    if as_json:
-        _print_json(render.summary(state))
-    else:
+    fmt = "json" if as_json else fmt
+    if fmt == "table":
         click.echo(f"{state.id} {state.status.value}" + (f": {state.status_reason}" if state.status_reason else ""),
                    err=True)
+    else:
+        click.echo(query.format_one(summary(state), fmt, str))
     sys.exit(outcomes.exit_code_for(state))
 
 
 @cli.command()
 @click.argument("conv_ids", metavar="ID...", nargs=-1, required=True, shell_complete=_complete_ids)
 @click.option("-f", "--force", is_flag=True, help="Stop a running run first (SIGINT, then SIGKILL within 2 s).")
-def rm(conv_ids: tuple[str, ...], force: bool) -> None:
-    """Delete conversations. A running one is refused unless -f.
+@_json
+def rm(conv_ids: tuple[str, ...], force: bool, as_json: bool) -> None:
+    """Delete conversations. A running one is refused unless -f. Their names are free again.
 
     \b
     Examples:
       agent rm 3f9a
       agent ps -a -q | xargs agent rm
     """
-    from supervisor import control
+    from supervisor import control, prune
+    from supervisor.summary import summary
 
     dirs = [_conv_dir(c) for c in conv_ids]
+    removed = []
     for conv_dir in dirs:
         state = control.reconcile(conv_dir)
         if state.status in ACTIVE:
@@ -632,9 +747,13 @@ def rm(conv_ids: tuple[str, ...], force: bool) -> None:
                 raise UsageError(f"conversation {state.id} is {state.status.value}; interrupt it first or use rm -f")
             control.stop_run(conv_dir, grace=1.0, requested_by="agent rm -f")
             control.wait_supervisor_gone(conv_dir)
-        shutil.rmtree(conv_dir)
-        click.echo(state.id)
-
+            state = conversation.load_state(conv_dir)
+        freed = prune.remove(conv_dir)
+        removed.append({**summary(state), "removed": True, "freed_bytes": freed})
+        if not as_json:
+            click.echo(state.id)
+    if as_json:
+        _print_json(removed)
 
 @cli.command()
 @click.argument("pattern", required=False)
@@ -955,6 +1074,125 @@ def config_unset(key: str) -> None:
 
     if not config.unset(key):
         click.echo(f"{key} is not set in {config.path()}; nothing to do", err=True)
+
+
+@cli.command()
+@click.argument("conv_id", metavar="ID", shell_complete=_complete_ids)
+@click.argument("changes", metavar="KEY=VALUE... KEY-...", nargs=-1)
+@_json
+def label(conv_id: str, changes: tuple[str, ...], as_json: bool) -> None:
+    """Set (KEY=VALUE) or remove (KEY-) labels of a conversation; with none, print them.
+
+    The change is recorded in the history (a labels_changed event).
+
+    \b
+    Examples:
+      agent label 3f9a team=infra priority=high
+      agent label nightly priority-
+      agent ps -a --filter label=team=infra
+    """
+    from agent_proc.naming import parse_label_changes
+    from supervisor.summary import summary
+
+    to_set, to_remove = parse_label_changes(changes)
+    conv_dir = _conv_dir(conv_id)
+    with conversation.transaction(conv_dir) as txn:
+        labels = txn.state.labels
+        to_set = {k: v for k, v in to_set.items() if labels.get(k) != v}
+        to_remove = [k for k in to_remove if k in labels]
+        if to_set or to_remove:
+            txn.record("labels_changed", set=to_set, removed=to_remove)
+        state = txn.state
+    if as_json:
+        _print_json(summary(state))
+    else:
+        _echo("\n".join(f"{k}={v}" for k, v in sorted(state.labels.items())))
+
+
+@cli.command()
+@_filter_option
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation (needed when not on a terminal).")
+@_json
+def prune(filters: tuple[str, ...], force: bool, as_json: bool) -> None:
+    """Remove stopped conversations (paused, finished, error; never running or starting).
+
+    Lists what it removed and the space freed. Without -f it asks first, and in a
+    non-interactive shell (cron, CI) it refuses to go on without -f.
+
+    \b
+    Examples:
+      agent prune --filter until=7d             # older than a week
+      agent prune -f --filter status=finished --filter label=job=nightly
+    """
+    from supervisor import index, query
+    from supervisor import prune as pruning
+    from supervisor.summary import SCHEMA_VERSION
+
+    chosen = query.parse_filters(filters)
+    problems: list[str] = []
+    found = [e for e in index.all_entries(conversation.agent_home(), problems)
+             if chosen(e.summary) and pruning.removable(e.summary)]
+    found.sort(key=lambda e: e.summary["created_at"])
+    if as_json:
+        index.complete(found)
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+    if found and not force:
+        if not sys.stdin.isatty():
+            raise UsageError(f"would remove {len(found)} conversations: refusing without -f (--force) "
+                             "in a non-interactive shell")
+        for entry in found:
+            click.echo(f"{entry.summary['id']}  {entry.summary['name'] or '-'}  {entry.summary['status']}", err=True)
+        if not click.confirm(f"Remove these {len(found)} conversations?", default=False, err=True):
+            click.echo("nothing removed", err=True)
+            return
+    removed, total = [], 0
+    for entry in found:
+        freed = pruning.remove(entry.dir, only_if_removable=True) if entry.dir.is_dir() else None
+        if freed is None:
+            continue  # resumed (or removed) meanwhile
+        total += freed
+        removed.append({**entry.summary, "freed_bytes": freed})
+        if not as_json:
+            click.echo(f"{entry.summary['id']}  {entry.summary['name'] or '-'}  {pruning.size_text(freed)}")
+    if as_json:
+        _print_json({"schema_version": SCHEMA_VERSION, "removed": removed, "freed_bytes": total})
+    else:
+        click.echo(f"removed {len(removed)} conversations, freed {pruning.size_text(total)}")
+
+
+@cli.command()
+@click.option("--by", type=click.Choice(["model", "label", "name", "day"]), default="model", show_default=True,
+              help="How to group the totals (a conversation with two labels counts under both).")
+@click.option("--since", help="Only model calls from this day on (2h, 7d or a date; counted to the day).")
+@click.option("--until", help="Only model calls up to this day (counted to the day).")
+@_filter_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
+def cost(by: str, since: str | None, until: str | None, filters: tuple[str, ...], fmt: str, as_json: bool) -> None:
+    """Tokens and USD spent, by model, label, name or day.
+
+    Costs of calls cut off by an interrupt or a timeout are estimated, and shown
+    as such; calls to models without a known price are counted apart.
+
+    \b
+    Examples:
+      agent cost --since 30d --by day
+      agent cost --by label --filter label=job=nightly --json | jq .total.cost_usd
+    """
+    from supervisor import costs, index, query
+
+    chosen = query.parse_filters(filters)
+    problems: list[str] = []
+    entries = [e for e in index.all_entries(conversation.agent_home(), problems) if chosen(e.summary)]
+    doc = costs.report(entries, by, since=query.parse_time(since) if since else None,
+                       until=query.parse_time(until) if until else None)
+    if fmt == "json" or as_json:
+        _print_json(doc)
+    else:
+        click.echo(costs.table(doc))
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from agent_proc import conversation
+from agent_proc import conversation, naming
 from agent_proc.conversation import ConversationError, State, apply_event
 from agent_proc.status import Status
 
@@ -141,7 +141,14 @@ def install(doc: dict[str, Any], *, workspace: str | None, new_id: bool, source:
         if (root / conv_id).exists():  # taken while we were writing
             raise BadExport(f"conversation {conv_id} already exists here; "
                                "`agent import --new-id` imports it under a new id")
-        os.rename(building, root / conv_id)
+        name = conversation.load_state(building).name
+        if name:  # its name must be free here too, and becomes its own (agent_proc.naming)
+            naming.claim(name, conv_id, root.parent, root)
+        try:
+            os.rename(building, root / conv_id)
+        except BaseException:
+            naming.release(name, conv_id, root.parent)
+            raise
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise

@@ -42,60 +42,16 @@ def where(state: State) -> str:
         return state.runtime.backend
 
 
-def summary(state: State, probe: Probe | None = None) -> dict[str, Any]:
-    """The fields of a state that `ps --json` and `run --json` print. `probe`: what the
-    run's backend said of it (`liveness` is yes, no or unknown; null when no run is
-    under way)."""
-    return {
-        "id": state.id,
-        "status": state.status.value,
-        "reason": state.status_reason,
-        "model": state.model,
-        "workspace": state.workspace,
-        "created_at": state.created_at,
-        "updated_at": state.updated_at,
-        "pid": state.runtime.pid if state.status.value == "running" else None,
-        "backend": state.runtime.backend,
-        "job": state.runtime.job,
-        "host": (state.runtime.host or {}).get("hostname"),
-        "where": where(state),
-        "liveness": probe.liveness.value if probe else None,
-        "liveness_detail": probe.detail if probe else None,
-        "cost_usd": state.metrics.accumulated_cost,
-        "metrics": state.metrics.__dict__,
-        "final_answer": state.final_answer,
-    }
-
-
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
-def ps_table(listed: list[tuple[State, Probe | None]]) -> str:
-    """One row per conversation; a run whose liveness nobody can tell from here says so
-    in REASON."""
-    rows = [["ID", "STATUS", "MODEL", "AGE", "COST", "WHERE", "REASON"]]
-    for s, probe in listed:
-        reason = s.status_reason or ""
-        if probe is not None and probe.liveness.value == "unknown":
-            reason = f"liveness unknown: {probe.detail}"
-        elif probe is not None and s.status.value == "queued":
-            reason = probe.detail  # what the scheduler says it waits for
-        rows.append([s.id, s.status.value, s.model, age(s.created_at), cost(s.metrics.accumulated_cost), where(s),
-                     _shorten(reason, 60)])
-    return table(rows)
-
-
-def _shorten(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def state_header(state: State, probe: Probe | None = None) -> str:
     m, r = state.metrics, state.runtime
     lines = [
-        f"id:          {state.id}",
+        f"id:          {state.id}" + (f"  (name {state.name})" if state.name else ""),
+        *([f"labels:      {', '.join(f'{k}={v}' for k, v in sorted(state.labels.items()))}"] if state.labels else []),
         f"status:      {state.status.value}" + (f" ({state.status_reason})" if state.status_reason else ""),
         *([f"alive:       {probe.liveness.value} ({probe.detail})"] if probe else []),
         f"model:       {state.model}  at {state.base_url}",
@@ -130,9 +86,13 @@ def _process_line(runtime: Runtime) -> str:
     return line + f"process:     pid {runtime.pid}{host}, started {runtime.started_at}{ended}"
 
 
+# Events that record the process machinery rather than the conversation; `show` hides them unless --all.
+BOOKKEEPING_EVENTS = frozenset({"started", "exited", "model_call_started"})
+
+
 def event_text(event: dict[str, Any]) -> str:
     """One history event as a few lines of text."""
-    kind, ts = event["type"], event["ts"][11:23]
+    kind, ts = event["type"], f"{event['ts'][:10]} {event['ts'][11:23]}"
     head = f"{ts} #{event['seq']:<4}"
     if kind == "user_message":
         return f"{head} user{' (sent)' if event.get('source') == 'send' else ''}: {event['content']}"

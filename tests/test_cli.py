@@ -70,11 +70,14 @@ def test_ps_lists_running_by_default_and_all_with_a(agent, serve):
     running_id = agent.start(server)
 
     assert agent("ps", "-q").stdout.split() == [running_id]
-    table = agent("ps").stdout
-    assert running_id in table and "running" in table and str(agent.state(running_id).runtime.pid) in table
+    table = agent("ps").stdout.splitlines()
+    assert table[0].split() == ["ID", "NAME", "STATUS", "AGE", "MODEL", "COST", "PROMPT"]
+    row = table[1].split()
+    assert row[:3] + row[4:] == [running_id, "-", "running", "openai/scripted", "unknown", "solve", "the", "task"]
     everything = json.loads(agent("ps", "-a", "--json").stdout)
-    assert [c["id"] for c in everything] == [done_id, running_id]
-    assert everything[0]["status"] == "finished" and everything[0]["cost_usd"] is None
+    assert [c["id"] for c in everything] == [running_id, done_id], "newest first"
+    assert everything[0]["pid"] == agent.state(running_id).runtime.pid
+    assert everything[1]["status"] == "finished" and everything[1]["cost_usd"] is None
     assert "unknown" in agent("ps", "-a").stdout  # cost of an unpriced model
     agent("interrupt", running_id)
 

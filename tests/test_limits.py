@@ -28,7 +28,7 @@ def run_args(server, provider: str, *extra: str, model: str | None = None) -> li
 
 
 def last_id(agent) -> str:
-    return agent("ps", "-a", "-q").stdout.split()[-1]
+    return agent("ps", "-a", "-q").stdout.split()[0]  # newest first
 
 
 def test_trickling_stream_is_cut_by_llm_timeout_within_a_second(agent, serve, provider):
@@ -161,7 +161,7 @@ def test_interrupt_during_a_backoff_wait_stops_at_once(agent, serve, provider):
     server = serve({"status": 429, "error": "slow down", "headers": {"Retry-After": "60"}}, finish())
     conv_id = agent.start(server, "task", "-m", f"{provider}/scripted")
     wait_until(lambda: agent.events(conv_id, "model_attempt_failed"))
-    report = json.loads(agent("interrupt", conv_id, "--json").stdout)
+    report = json.loads(agent("interrupt", conv_id, "--json").stdout)["stop"]
     assert report["method"] == "sigint" and report["exit_ms"] < 1000
     assert agent.state(conv_id).status.value == "paused"
 
@@ -172,7 +172,7 @@ def test_cost_of_a_known_model_and_unknown_model(agent, serve, provider):
     model, per_input, per_output = PRICED[provider]
     assert agent(*run_args(server, provider, model=model)).returncode == 0
     assert agent(*run_args(server, provider, model=f"{provider}/no-such-model")).returncode == 0
-    priced, unpriced = agent("ps", "-a", "-q").stdout.split()
+    unpriced, priced = agent("ps", "-a", "-q").stdout.split()  # newest first
     expected = 1000 * per_input + 100 * per_output
     assert agent.state(priced).metrics.accumulated_cost == pytest.approx(expected)
     assert agent.state(unpriced).metrics.accumulated_cost is None

@@ -59,7 +59,7 @@ def test_01_honoured_sigint_needs_no_sigkill(agent, serve):
     server = serve(slow_text(seconds=30))
     conv_id = agent.start(server)
     wait_until(lambda: streaming(agent, conv_id))
-    report = json.loads(agent("interrupt", conv_id, "--json").stdout)
+    report = json.loads(agent("interrupt", conv_id, "--json").stdout)["stop"]
     assert report["signals"] == ["SIGINT"] and report["method"] == "sigint"
     assert agent.state(conv_id).status.value == "paused"
     assert agent.state(conv_id).runtime.exit_code == 130  # the child exited by itself
@@ -73,7 +73,7 @@ def test_03_stopped_child_is_still_stopped(agent, serve):
     child.suspend()
     wait_until(lambda: child.status() == psutil.STATUS_STOPPED)
 
-    report = json.loads(agent("interrupt", conv_id, "--json").stdout)
+    report = json.loads(agent("interrupt", conv_id, "--json").stdout)["stop"]
 
     assert report["method"] == "sigint", report  # SIGCONT went with SIGINT, so it stopped itself
     assert gone(child)
@@ -93,7 +93,7 @@ def test_04_sigint_ignored_on_entry_is_still_honoured(agent, serve, tmp_path):
     wait_until(lambda: streaming(agent, conv_id))
     assert record.read_text() == "ignored", "the condition under test did not hold"
 
-    report = json.loads(agent("interrupt", conv_id, "--json").stdout)
+    report = json.loads(agent("interrupt", conv_id, "--json").stdout)["stop"]
 
     assert report["method"] == "sigint"
     assert cli.wait(10) == 130
@@ -130,7 +130,7 @@ def test_05_a_process_outside_the_tree_is_found_killed_and_reported(agent, serve
     marker = agent.state(conv_id).runtime.marker
     stray = subprocess.Popen(["sleep", "600"], env={**os.environ, "AGENT_RUN_MARKER": marker}, start_new_session=True)
     try:
-        report = json.loads(agent("interrupt", conv_id, "--json").stdout)
+        report = json.loads(agent("interrupt", conv_id, "--json").stdout)["stop"]
         assert stray.wait(5) == -signal.SIGKILL
         assert [entry.split()[0] for entry in report["escaped"]] == [str(stray.pid)]
         assert agent.state(conv_id).runtime.stop["escaped"]
