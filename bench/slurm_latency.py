@@ -81,7 +81,7 @@ def measure(backend: str, n: int, env: dict[str, str], url: str) -> dict[str, li
         paused = wait_status(conv_dir, "paused")
         out, _ = stopper.communicate(timeout=120)
         finished = time.perf_counter()
-        assert json.loads(out)["method"] == "sigint", out
+        assert json.loads(out)["stop"]["method"] == "sigint", out
         found["paused"].append((paused - began) * 1000)
         found["command"].append((finished - began) * 1000)
     return found

@@ -157,7 +157,7 @@ def test_interrupt_of_an_in_flight_model_call_goes_through_slurm(sagent, serve, 
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["status"] == "paused" and report["method"] == "sigint", report
+    assert report["status"] == "paused" and report["stop"]["method"] == "sigint", report
     assert server.wait_for("client_disconnected", timeout=5), server.events()
     assert not [e for e in server.events() if e["event"] == "response_done"]
     state = sagent.state(conv_id)
@@ -209,7 +209,7 @@ def test_escalation_goes_through_scancel_when_the_run_ignores_sigint(sagent, ser
     took = time.monotonic() - began
 
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout)["stop"]
     # After our 1 s, SIGTERM through scancel makes the watcher kill its child at once.
     assert report["signals"][:2] == ["SIGINT", "SIGTERM"], report
     assert took < 1 + scheduled.TERM_WAIT + 5, took
@@ -226,8 +226,8 @@ def test_pending_job_is_cancelled_by_interrupt_and_nothing_runs(sagent, serve, c
     listed = json.loads(sagent("ps", "--json").stdout)
     assert [(c["id"], c["status"], c["liveness"]) for c in listed] == [(conv_id, "queued", "yes")]
     assert "JobHeldUser" in listed[0]["liveness_detail"]
-    table = sagent("ps").stdout
-    assert "queued" in table and f"slurm job {job_id}" in table and "JobHeldUser" in table, table
+    assert listed[0]["backend"] == "slurm" and listed[0]["job"]["id"] == job_id
+    assert "queued" in sagent("ps").stdout
     assert sagent("wait", conv_id, "--timeout", "0.5").returncode == 3
 
     result = sagent("interrupt", conv_id)
@@ -322,7 +322,7 @@ def test_ps_and_interrupt_from_another_host_neither_disturb_nor_lose_the_run(sag
     blind = elsewhere(sagent, "ps", "--json", env={"PATH": "/nonexistent"})
     [row] = json.loads(blind.stdout)
     assert row["status"] == "running" and row["liveness"] == "unknown" and "squeue" in row["liveness_detail"]
-    assert "liveness unknown" in elsewhere(sagent, "ps", env={"PATH": "/nonexistent"}).stdout
+    assert "liveness unknown" in elsewhere(sagent, "ps", env={"PATH": "/nonexistent"}).stderr
     # The controller down (nothing listens where the configuration points): the same.
     down = cluster.root / "controller-down.conf"
     down.write_text(re.sub(r"SlurmctldPort=\d+", f"SlurmctldPort={slurm_cluster.free_port()}", cluster.conf.read_text())
@@ -338,7 +338,7 @@ def test_ps_and_interrupt_from_another_host_neither_disturb_nor_lose_the_run(sag
     stopped = elsewhere(sagent, "interrupt", conv_id, "--json")
 
     assert stopped.returncode == 0, stopped.stderr
-    assert json.loads(stopped.stdout)["method"] == "sigint"
+    assert json.loads(stopped.stdout)["stop"]["method"] == "sigint"
     assert sagent.state(conv_id).status.value == "paused"
     assert sagent.events(conv_id, "model_message")[-1]["partial"]
     assert psutil.wait_procs([child], timeout=5)[1] == []
