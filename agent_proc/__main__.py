@@ -1,7 +1,8 @@
 """Entry point of the child: `python -m agent_proc run ID`.
 
 Started by the supervisor with the conversation already created on disk; the API key
-arrives in the environment only. The exit code is the run's outcome (see `run`).
+arrives on an inherited pipe, never in the environment (see `api_key`). The exit code
+is the run's outcome (see `run`).
 """
 
 from __future__ import annotations
@@ -9,12 +10,17 @@ from __future__ import annotations
 import os
 import sys
 
-USAGE = "usage: python -m agent_proc run CONVERSATION_ID [--keep-partial]"
+USAGE = "usage: python -m agent_proc run CONVERSATION_ID [--keep-partial] [--marker=MARKER]"
 
 
 def entry(argv: list[str]) -> int:
+    from agent_proc import api_key
+
+    api_key.keep_memory_private()  # before the key is in our memory
+    key = api_key.receive()
     keep_partial = "--keep-partial" in argv
-    argv = [a for a in argv if a != "--keep-partial"]
+    # --marker= only identifies this process to the supervisor (see processes.identify).
+    argv = [a for a in argv if a != "--keep-partial" and not a.startswith("--marker=")]
     if len(argv) != 2 or argv[0] != "run":
         print(USAGE, file=sys.stderr)
         return 2
@@ -22,7 +28,7 @@ def entry(argv: list[str]) -> int:
     from agent_proc.run import main
 
     try:
-        return main(argv[1], keep_partial=keep_partial)
+        return main(argv[1], keep_partial=keep_partial, key=key)
     except ConversationError as error:
         print(f"agent_proc: {error}", file=sys.stderr)
         return 2

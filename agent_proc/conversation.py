@@ -169,6 +169,9 @@ class Settings:
     reasoning_effort: str | None = None  # one of providers.EFFORT_LEVELS; None: the model's default
     thinking_budget: int | None = None  # Anthropic: thinking tokens; None: the default for the effort level
     api: str | None = None  # OpenAI format: "chat" or "responses"; None: the model's default (reasoning.choose_api)
+    sandbox: str = "workspace"  # where tools run: "workspace", "read-only" or "off" (agent_proc/sandbox.py)
+    network: bool = True  # whether sandboxed tools reach the network (off: loopback only)
+    writable: list[str] = field(default_factory=list)  # more places sandboxed tools may write to
 
 
 @dataclass

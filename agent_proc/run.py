@@ -31,7 +31,7 @@ import structlog
 from agent_proc import conversation, llm, logs, output_times, pricing, reasoning
 from agent_proc.conversation import Settings, Transaction, transaction
 from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, host_identity, process_start_ticks
-from agent_proc.providers import find_api_key, parse_model
+from agent_proc.providers import parse_model
 from agent_proc.status import STARTABLE, Status
 from agent_proc.tools import TOOL_SPECS, RunningCommand, describe_result
 
@@ -399,7 +399,7 @@ class Run:
         say(f"[terminal] $ {command}\n")
         self.log.info("tool_start", tool="terminal", call_id=call["id"])
         self.activity = Activity("tool", call=call)  # before the process exists: see on_child_ended
-        running = RunningCommand(command, self.workspace)
+        running = RunningCommand(command, self.workspace, self.settings)
         self.activity.command = running
         result = running.wait(self.settings.tool_timeout)
         reap_orphans(spare=running.process.pid)
@@ -524,7 +524,7 @@ def die_with_supervisor() -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
-def start(conv_dir: Path, *, keep_partial: bool, log: Any) -> Run | None:
+def start(conv_dir: Path, *, keep_partial: bool, key: str | None, log: Any) -> Run | None:
     """Take the conversation over: mark it running and record who we are, take in
     waiting messages, answer tool calls left dangling, and build the `Run`.
 
@@ -555,7 +555,7 @@ def start(conv_dir: Path, *, keep_partial: bool, log: Any) -> Run | None:
         return Run(
             conv_dir=conv_dir,
             config=llm.CallConfig(ref=ref, base_url=state.base_url or ref.provider.default_base_url or "",
-                                  api_key=find_api_key(ref.provider), stream=settings.stream,
+                                  api_key=key, stream=settings.stream,
                                   idle_timeout=settings.idle_timeout, retry_timeouts=settings.on_timeout == "retry",
                                   max_output_tokens=settings.max_output_tokens, api=api,
                                   reasoning=request_reasoning),
@@ -604,8 +604,9 @@ class ReasoningProgress:
         self.line_open = False
 
 
-def main(conv_id: str, *, keep_partial: bool = False) -> int:
-    """Run the conversation `conv_id` until it finishes, fails, pauses or is interrupted."""
+def main(conv_id: str, *, keep_partial: bool = False, key: str | None = None) -> int:
+    """Run the conversation `conv_id` until it finishes, fails, pauses or is interrupted,
+    calling the model with the API key `key` (handed over by the supervisor)."""
     # SIGINT may be ignored on entry (nohup, cron, `&` in a script); we always honour it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_terminated)
@@ -615,12 +616,12 @@ def main(conv_id: str, *, keep_partial: bool = False) -> int:
     conv_dir = conversation.resolve(conv_id)
     state = conversation.load_state(conv_dir)
     output_times.start(conv_dir, conversation.OUTPUT_FILE)
-    logs.configure(conv_dir / conversation.LOG_FILE, [find_api_key(parse_model(state.model).provider)])
+    logs.configure(conv_dir / conversation.LOG_FILE, [key])
     log = structlog.get_logger().bind(conversation=state.id)
 
     run: Run | None = None
     try:
-        run = start(conv_dir, keep_partial=keep_partial, log=log)
+        run = start(conv_dir, keep_partial=keep_partial, key=key, log=log)
         if run is None:
             return EXIT_USAGE
         install_handlers(run)

@@ -1,7 +1,12 @@
 """The tools a model may call: `terminal` runs a shell command, `finish` ends the run.
 
-A terminal command runs in a session (and so a process group) of its own, so that
-one `killpg` ends it with everything it started in the foreground or with `&`.
+A terminal command runs in a sandbox of its own (agent_proc/sandbox.py) unless the
+run's `--sandbox` is `off`, and in a session (and so a process group) of its own, so
+that one `killpg` ends it. Its environment never holds an API key variable.
+
+`--tool-timeout` holds whatever the command does with its output: one that closes or
+redirects its stdout and stderr (`exec >out.log 2>&1; sleep 600`) is still waited for
+only until the deadline, then killed.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from agent_proc import sandbox
+from agent_proc.conversation import Settings
 from agent_proc.providers import SECRET_ENV_NAMES
 
 OUTPUT_CAP = 64 * 1024  # bytes of output kept for the model: the first half and the last half
+DRAIN = 0.2  # seconds to read what is left once the command's shell has exited
 
 TOOL_SPECS = [
     {
@@ -92,14 +100,20 @@ class TerminalResult:
 
 
 class RunningCommand:
-    """A terminal command in flight; `kill()` ends its whole process group."""
+    """A terminal command in flight; `kill()` ends it and everything it started."""
 
-    def __init__(self, command: str, workspace: str) -> None:
+    def __init__(self, command: str, workspace: str, settings: Settings) -> None:
         self.capture = Capture.new()
         self.started = time.monotonic()
+        argv = ["bash", "-c", command]
+        if settings.sandbox != "off":
+            bwrap = sandbox.find_bwrap()
+            if bwrap is None:  # the supervisor checked before starting; something changed since
+                raise sandbox.SandboxUnavailable("no bwrap found to sandbox the command")
+            argv = sandbox.command_argv(argv, sandbox.Policy.of(settings, workspace), bwrap)
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_NAMES}
         self.process = subprocess.Popen(
-            ["bash", "-c", command],
+            argv,
             cwd=workspace,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -109,6 +123,8 @@ class RunningCommand:
         )
 
     def kill(self) -> None:
+        """SIGKILL to the command's process group. In a sandbox, bwrap's death ends its
+        PID namespace, and so every process in it, wherever it went."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
@@ -116,32 +132,43 @@ class RunningCommand:
     def wait(self, timeout: float) -> TerminalResult:
         """Read output until the command exits (or `timeout`), then return the result.
 
-        A command that leaves background jobs holding the pipe is not waited for
-        beyond a short drain once bash itself has exited.
+        The end of the output is not the end of the command: one that closed its
+        stdout keeps its deadline. Background jobs left holding the pipe once the
+        command's shell has exited (possible only outside a sandbox, where they
+        outlive it) are not waited for beyond a short drain.
         """
         assert self.process.stdout is not None
         deadline = self.started + timeout
         timed_out = False
+        output_open = True
         drain_until: float | None = None
         with selectors.DefaultSelector() as selector:
             selector.register(self.process.stdout, selectors.EVENT_READ)
             while True:
                 now = time.monotonic()
-                if self.process.poll() is not None and drain_until is None:
-                    drain_until = now + 0.2
-                if drain_until is not None and now >= drain_until:
-                    break
+                if self.process.poll() is not None:
+                    if not output_open:
+                        break
+                    drain_until = drain_until or now + DRAIN
+                    if now >= drain_until:
+                        break
                 if now >= deadline:
                     timed_out = True
                     self.kill()
                     break
                 limit = min(deadline, drain_until or deadline) - now
+                if not output_open:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self.process.wait(min(limit, 0.1))
+                    continue
                 if not selector.select(timeout=min(limit, 0.1)):
                     continue
                 data = os.read(self.process.stdout.fileno(), 65536)
-                if not data:
-                    break
-                self.capture.add(data)
+                if data:
+                    self.capture.add(data)
+                else:
+                    output_open = False
+                    selector.unregister(self.process.stdout)
         self.process.stdout.close()
         exit_code = self.process.wait()
         return TerminalResult(

@@ -278,6 +278,55 @@ def _reasoning(command: Any) -> Any:
     return command
 
 
+def _sandbox_options(*, from_env: bool) -> Any:
+    """--sandbox, --network and --writable: where the run's commands may reach. `run` also
+    reads them from AGENT_SANDBOX, AGENT_NETWORK and AGENT_WRITABLE; `resume` keeps what
+    the run had unless told otherwise."""
+    from agent_proc.sandbox import MODES, NETWORK_CHOICES, NETWORK_ENV, SANDBOX_ENV, WRITABLE_ENV
+
+    def env(name: str) -> dict[str, Any]:
+        return {"envvar": name, "show_envvar": True} if from_env else {}
+
+    def if_given(convert: Any) -> Any:
+        return lambda ctx, param, value: convert(value) if value not in (None, ()) else None
+
+    options = [
+        click.option("--sandbox", type=click.Choice(MODES), **env(SANDBOX_ENV),
+                     help="Where the model's commands may write: the workspace and a private /tmp, only /tmp "
+                          "(read-only), or anywhere, unconfined (off).  [default: workspace]"),
+        click.option("--network", type=click.Choice(NETWORK_CHOICES), **env(NETWORK_ENV),
+                     callback=if_given(lambda value: value == "on"),
+                     help="Whether sandboxed commands reach the network (off: loopback only).  [default: on]"),
+        click.option("--writable", type=click.Path(exists=True, resolve_path=True), multiple=True,
+                     **env(WRITABLE_ENV), callback=if_given(list),
+                     help="Another place sandboxed commands may write to (repeatable; AGENT_WRITABLE "
+                          "takes a colon-separated list)."),
+    ]
+
+    def decorate(command: Any) -> Any:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _check_sandbox(settings: Settings, workspace: str) -> None:
+    """Refuse to start a run whose commands cannot be sandboxed as asked: one line
+    saying why, never a silent run without the sandbox."""
+    from agent_proc import sandbox
+
+    policy = sandbox.Policy.of(settings, workspace)
+    if problem := sandbox.contradiction(policy):
+        raise UsageError(problem)
+    try:
+        sandbox.check(policy)
+    except sandbox.SandboxUnavailable as error:
+        raise click.ClickException(f"cannot sandbox the model's commands on this machine ({error}); "
+                                   "run with --sandbox off (or AGENT_SANDBOX=off) to run them unconfined, "
+                                   "see `agent doctor`") from None
+
+
 def _given(**limits: Any) -> dict[str, Any]:
     return {k: v for k, v in limits.items() if v is not None}
 
@@ -295,6 +344,7 @@ def _given(**limits: Any) -> dict[str, Any]:
                    f"{outcomes.EXIT_ALREADY_RUNNING}).")
 @_limits
 @_reasoning
+@_sandbox_options(from_env=True)
 @_placement
 @_detach
 @_grace
@@ -309,12 +359,18 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, na
     to stdout; the exit code says how the run ended (0 finished, 1 error, 130
     paused). Ctrl+C stops the run like `agent interrupt`; a second Ctrl+C kills it.
 
+    The model's commands run in a bubblewrap sandbox: they may write only to the
+    workspace and a private /tmp, cannot see $AGENT_HOME, and nothing they start
+    outlives them. --sandbox off runs them unconfined (where namespaces are not
+    allowed; `agent doctor` tells).
+
     \b
     Examples:
       agent run "what is in this directory?" -m openai/gpt-4o
       echo "fix the failing test" | agent run - -w ~/src/app
       id=$(agent run -d --timeout 600 "summarise README.md") && agent wait "$id"
       agent run -d --name nightly-$(date +%F) -l job=nightly --exclusive "triage new issues"
+      agent run --sandbox read-only --network off "review this repository"
       agent run -d --backend slurm --sbatch-arg=--partition=cpu "summarise README.md"
     """
     from agent_proc import naming
@@ -332,6 +388,7 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, na
     placement = settings.resolve_placement(backend, sbatch_args)
     run_settings = settings.check_reasoning(chosen, Settings(**_given(**limits)))
     settings.check_budget(chosen, run_settings)
+    _check_sandbox(run_settings, workspace)
     home = conversation.agent_home()
     lock = only_one.Lock(home) if exclusive else None
     try:
@@ -355,6 +412,7 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, na
 @click.option("--base-url", help="Carry on at another API endpoint; recorded in the history.")
 @_limits
 @_reasoning
+@_sandbox_options(from_env=False)
 @_placement
 @_detach
 @_grace
@@ -366,16 +424,17 @@ def resume(conv_id: str, keep_partial: bool, model: str | None, base_url: str | 
     """Carry on with a paused (or failed, or finished) conversation.
 
     Messages given with `agent send` since it stopped are taken in first. A tool
-    call that was cut off gets a result saying it was interrupted. Limits given
-    here replace the ones the run had. It runs where it last ran (a run that went
-    to Slurm is submitted again, with the same --sbatch-arg) unless --backend says
-    otherwise.
+    call that was cut off gets a result saying it was interrupted. Limits and
+    sandbox options given here replace the ones the run had. It runs where it last
+    ran (a run that went to Slurm is submitted again, with the same --sbatch-arg)
+    unless --backend says otherwise.
 
     \b
     Examples:
       agent resume 3f9a
       agent resume 3f9a --llm-timeout 120 --keep-partial
       agent resume 3f9a -m anthropic/claude-sonnet-4-5    # its old endpoint is gone
+      agent resume 3f9a --network off --writable ~/.cache/pip
       agent send 3f9a "also update the docs" && agent resume -d 3f9a
       agent resume 3f9a --backend local     # a Slurm run, carried on here
     """
@@ -397,8 +456,9 @@ def resume(conv_id: str, keep_partial: bool, model: str | None, base_url: str | 
     chosen = settings.change_model(current, model, base_url) if model or base_url else current
     settings.check_key(chosen)
     changed, moved = _given(**limits), chosen != current
+    new_settings = Settings(**{**dataclasses.asdict(state.settings), **changed})
+    _check_sandbox(new_settings, state.workspace)
     if changed or moved:
-        new_settings = Settings(**{**dataclasses.asdict(state.settings), **changed})
         if moved and "api" not in changed:
             new_settings = dataclasses.replace(new_settings, api=None)  # the new model's default
         new_settings = settings.check_reasoning(chosen, new_settings)
@@ -814,6 +874,39 @@ def models(pattern: str | None, update_prices: bool, as_json: bool) -> None:
     if listed:
         click.echo(render.models_table(listed))
     click.echo(f"\nprices: {len(listed)} of {len(known)} models; table taken on {info['taken_on']} ({info['file']})")
+
+
+@cli.command()
+@click.option("-v", "--verbose", is_flag=True, help="Also print the details of each check.")
+@_json
+def doctor(verbose: bool, as_json: bool) -> None:
+    """Check that this machine is ready for runs: exit 0 only if all is well.
+
+    \b
+    Checks:
+      sandbox      bwrap makes the sandbox the model's commands run in, or why not
+      agent_home   $AGENT_HOME and everything in it are ours and private
+      keys         which variable each provider's key would come from
+      endpoint     the endpoint LLM_MODEL / LLM_BASE_URL configure answers
+
+    \b
+    Examples:
+      agent doctor
+      agent doctor -v
+      agent doctor --json | jq '.[] | select(.ok | not)'
+    """
+    from supervisor.doctor import diagnose
+
+    findings = diagnose(os.getcwd())
+    if as_json:
+        _print_json([f.to_dict() for f in findings])
+    else:
+        for finding in findings:
+            click.echo(f"{'ok' if finding.ok else 'FAIL':<5} {finding.check:<11} {finding.summary}")
+            for line in finding.details if verbose else []:
+                click.echo(f"{'':17} {line}")
+    if not all(f.ok for f in findings):
+        sys.exit(outcomes.EXIT_FAILED)
 
 
 @cli.command()

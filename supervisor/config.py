@@ -71,6 +71,8 @@ KEYS: dict[str, Key] = {key.name: key for key in (
     Key("reasoning_effort", "LLM_REASONING_EFFORT", "reasoning_effort"),
     Key("thinking_budget", "LLM_THINKING_BUDGET", "thinking_budget"),
     Key("api", "LLM_API", "api"),
+    Key("sandbox", "AGENT_SANDBOX", "sandbox"),
+    Key("network", "AGENT_NETWORK", "network"),
     Key("grace", None, "grace", ("run", "resume")),  # not `interrupt`: a broken file must not stop a stop
     Key("backend", "AGENT_BACKEND", "backend"),  # not `resume`: it goes where the run last ran
 )}

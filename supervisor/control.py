@@ -21,9 +21,10 @@ from pathlib import Path
 
 import psutil
 
-from agent_proc import conversation
+from agent_proc import api_key, conversation
 from agent_proc.conversation import ConversationError, Runtime, State, load_state, transaction
 from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, same_host
+from agent_proc.providers import find_api_key, parse_model
 from agent_proc.status import ACTIVE, Status
 from supervisor import backends, processes, scheduled
 
@@ -43,39 +44,51 @@ def _open_output(conv_dir: Path) -> int:
     return os.open(conv_dir / conversation.OUTPUT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
 
-def _spawn(conv_dir: Path, argv: list[str], env: dict[str, str], cwd: str | None = None) -> subprocess.Popen[bytes]:
-    """Start `python ARGV` in a session of its own, its output going to output.log.
+def _spawn(conv_dir: Path, argv: list[str], env: dict[str, str], cwd: str | None = None,
+           key: str | None = None) -> subprocess.Popen[bytes]:
+    """Start `python ARGV` in a session of its own, its output going to output.log, and
+    the API key `key` on a pipe, never in its environment (see `agent_proc.api_key`).
 
     Its own session keeps a terminal's Ctrl+C away from it: the supervisor decides
     what Ctrl+C means.
     """
     out = _open_output(conv_dir)
+    key_fd = api_key.pipe_with(key)
     try:
         return subprocess.Popen([sys.executable, *argv], cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                env=env, start_new_session=True)
+                                env=api_key.child_environment(env, key_fd), start_new_session=True,
+                                pass_fds=() if key_fd is None else (key_fd,))
     finally:
         os.close(out)
+        if key_fd is not None:
+            os.close(key_fd)
 
 
-def spawn_child(conv_dir: Path, *, supervisor_pid: int | None, keep_partial: bool = False) -> subprocess.Popen[bytes]:
+def spawn_child(conv_dir: Path, *, supervisor_pid: int | None, keep_partial: bool = False,
+                key: str | None = None) -> subprocess.Popen[bytes]:
     """Start the run's child, `python -m agent_proc run ID`, in the workspace, with a
-    marker no other process has."""
+    marker no other process has, and the API key (`key`, else the one chosen from our
+    environment) on a pipe."""
     state = load_state(conv_dir)
     env = {k: v for k, v in os.environ.items() if k != SUPERVISOR_ENV}
     env["AGENT_HOME"] = str(conv_dir.parent.parent)
-    env[MARKER_ENV] = f"{state.id}-{os.urandom(8).hex()}"
+    env[MARKER_ENV] = marker = f"{state.id}-{os.urandom(8).hex()}"
     if supervisor_pid:
         env[SUPERVISOR_ENV] = str(supervisor_pid)
-    argv = ["-m", "agent_proc", "run", state.id, *(["--keep-partial"] if keep_partial else [])]
-    return _spawn(conv_dir, argv, env, cwd=state.workspace)
+    # The marker is on the command line too: the child is not dumpable, so only root
+    # can read its environment (see processes.identify).
+    argv = ["-m", "agent_proc", "run", state.id, f"--marker={marker}", *(["--keep-partial"] if keep_partial else [])]
+    return _spawn(conv_dir, argv, env, cwd=state.workspace, key=key or find_api_key(parse_model(state.model).provider))
 
 
 def spawn_watcher(conv_dir: Path, *, grace: float, keep_partial: bool = False) -> subprocess.Popen[bytes]:
     """Start the process that supervises a detached run (`python -m supervisor.watcher`):
-    it starts the child, enforces the run's limits and records how it ended."""
+    it starts the child, enforces the run's limits and records how it ended. It gets
+    the API key on a pipe, to hand it on to the child the same way."""
     argv = ["-m", "supervisor.watcher", conv_dir.name, "--grace", str(grace),
             *(["--keep-partial"] if keep_partial else [])]
-    return _spawn(conv_dir, argv, {**os.environ, "AGENT_HOME": str(conv_dir.parent.parent)})
+    key = find_api_key(parse_model(load_state(conv_dir).model).provider)
+    return _spawn(conv_dir, argv, {**os.environ, "AGENT_HOME": str(conv_dir.parent.parent)}, key=key)
 
 
 def wait_started(conv_dir: Path, process: subprocess.Popen[bytes], timeout: float = START_TIMEOUT,

@@ -3,7 +3,8 @@
 The bundled scripted server plays a reasoning model on 127.0.0.1, over OpenAI's
 Responses API, priced as `openai/gpt-5.2`: it streams a summary of its reasoning
 through the five-houses puzzle slowly, as a thinking model does, before it answers,
-writes the answer to a file with the `terminal` tool and calls `finish`. The demo's
+writes the answer to a file with the `terminal` tool (in the sandbox, as every
+run's commands) and calls `finish`. The demo's
 interrupt lands in the reasoning, so what was kept (the reasoning so far) and what
 it cost (estimated from it) are there to see. The demo drives the real `agent`
 commands in subprocesses, and prints each one before it runs it, so what a user
@@ -85,7 +86,8 @@ def run_demo(workspace: str | None, watch_seconds: float) -> int:
     try:
         _say(f"The scripted model server is listening at {server.url} (no key, no network needed).")
         _say(f"Start a run in the background. As {MODEL}, a reasoning model, it talks over the Responses API "
-             "and streams its reasoning, slowly, before it answers.")
+             "and streams its reasoning, slowly, before it answers. The commands it runs are sandboxed: "
+             "they may write only to the workspace and a private /tmp.")
         started = _agent("run", "-d", "-m", MODEL, "--reasoning-effort", "high", "--base-url", server.url, PROMPT)
         if started.returncode != 0:
             print(started.stderr, file=sys.stderr)
@@ -115,7 +117,7 @@ def run_demo(workspace: str | None, watch_seconds: float) -> int:
              "since the call never got to report its usage.")
         shown = _agent("show", conv_id)
         lines = shown.stdout.splitlines()
-        print("\n".join(line for line in lines if line.startswith(("status:", "last stop:"))))
+        print("\n".join(line for line in lines if line.startswith(("status:", "sandbox:", "last stop:"))))
         first = next((i for i, line in enumerate(lines) if "PARTIAL" in line), len(lines))
         last = next((i for i, line in enumerate(lines) if "INTERRUPTED" in line), first)
         print("\n".join(lines[first:last + 1]))

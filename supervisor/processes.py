@@ -8,6 +8,7 @@ the marker the supervisor gave it when it started it.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -45,8 +46,13 @@ def _has_marker(process: psutil.Process, marker: str) -> bool:
     try:
         return process.environ().get(MARKER_ENV) == marker
     except psutil.AccessDenied:
-        # Another user's process cannot be ours; and if it were, we could not signal it.
-        return False
+        # The child makes itself non-dumpable, which puts its environment out of reach
+        # of anyone but root; it carries the marker on its command line too. Another
+        # user's process cannot be ours; and if it were, we could not signal it.
+        try:
+            return process.uids().real == os.getuid() and f"--marker={marker}" in process.cmdline()
+        except psutil.Error:
+            return False
 
 
 def snapshot_tree(root: psutil.Process) -> list[psutil.Process]:

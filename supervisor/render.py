@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from agent_proc import sandbox
 from agent_proc.conversation import Runtime, State
 from supervisor.backends import Probe
 
@@ -56,6 +57,7 @@ def state_header(state: State, probe: Probe | None = None) -> str:
         *([f"alive:       {probe.liveness.value} ({probe.detail})"] if probe else []),
         f"model:       {state.model}  at {state.base_url}",
         f"workspace:   {state.workspace}",
+        f"sandbox:     {sandbox.describe(state.settings)}",
         f"created:     {state.created_at}  (updated {state.updated_at})",
         _process_line(r),
         f"usage:       {m.model_calls} model calls, {m.tool_calls} tool calls, "

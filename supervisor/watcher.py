@@ -4,6 +4,7 @@
 enforces the run's limits from outside (`watchdog`), stops the run if it gets SIGINT
 or SIGTERM itself, and is there to reap the child. If it is killed, the child gets
 SIGINT (see `agent_proc.run.die_with_supervisor`) and pauses: no run goes on unwatched.
+It receives the API key on a pipe and hands it on to the child the same way.
 
 With `--backend slurm` it is the main process of a batch job (the job's script
 `exec`s it): it first waits for the conversation to name its job and records where
@@ -19,7 +20,7 @@ import signal
 import sys
 from pathlib import Path
 
-from agent_proc import conversation
+from agent_proc import api_key, conversation
 from supervisor import attach, backends, control, outcomes, scheduled
 
 
@@ -31,6 +32,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--backend", default=backends.DEFAULT, help="the scheduler whose job this process is")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal is no reason to stop a detached run
+    api_key.keep_memory_private()  # before the key is in our memory
+    key = api_key.receive()
 
     conv_dir = conversation.resolve(args.conversation)
     job = None
@@ -48,7 +51,7 @@ def main(argv: list[str]) -> int:
     time_up: list[int] = []  # in a job: the scheduler's warning that its time limit is near
     if job:
         signal.signal(signal.SIGUSR1, lambda signum, frame: time_up.append(signum))
-    child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), keep_partial=args.keep_partial)
+    child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), keep_partial=args.keep_partial, key=key)
     try:
         control.wait_started(conv_dir, child)
     except control.StartFailed as error:

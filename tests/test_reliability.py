@@ -181,9 +181,10 @@ def test_08_foreground_supervisor_killed(agent, serve):
 
 def test_08_crashed_child_leaves_nothing_behind_once_reconciled(agent, serve):
     """A child that dies without a word (OOM killer, segfault) leaves its tools to init;
-    the next command that notices the crash ends them."""
+    the next command that notices the crash ends them. (In a sandbox the kernel ends them
+    first: test_sandbox.py.)"""
     server = serve(terminal("setsid sleep 600 & sleep 601"))
-    conv_id = agent.start(server)
+    conv_id = agent.start(server, "task", "--sandbox", "off")
     sleeps = wait_until(lambda: len(found := [p for p in marked_processes(agent, conv_id) if p.name() == "sleep"]) == 2
                         and found)
     agent.child(conv_id).kill()

@@ -98,7 +98,7 @@ def _error_line(result: subprocess.CompletedProcess[str]) -> str:
 def job_environment() -> dict[str, str]:
     """The submitting environment, as the job gets it (`--export=ALL` is Slurm's default),
     less the API keys and the markers of any run that this command belongs to."""
-    drop = SECRET_ENV_NAMES | {MARKER_ENV, SUPERVISOR_ENV}
+    drop = SECRET_ENV_NAMES | {MARKER_ENV, SUPERVISOR_ENV, "AGENT_KEY_FD"}
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
