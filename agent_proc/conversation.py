@@ -26,7 +26,9 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import signal
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +46,7 @@ STATE_FILE = "state.json"
 EVENTS_FILE = "events.jsonl"
 LOCK_FILE = "lock"
 INBOX_DIR = "inbox"
+DAMAGED_DIR = "damaged"  # inside inbox/: entries that could not be taken in
 OUTPUT_FILE = "output.log"
 LOG_FILE = "log.jsonl"
 
@@ -63,6 +66,19 @@ class CorruptFile(ConversationError):
     pass
 
 
+class UnsafePath(ConversationError):
+    """A file or directory that another user could have planted or could change."""
+
+
+class LockTimeout(ConversationError):
+    """The conversation's lock was held by someone else for longer than `LOCK_WAIT`."""
+
+
+# How long a command waits for a conversation's lock before it gives up and says who
+# holds it. Transactions take milliseconds; a holder that keeps it longer is stuck.
+LOCK_WAIT = 5.0
+
+
 def agent_home() -> Path:
     """Where all user state lives: `$AGENT_HOME`, else `$XDG_STATE_HOME/agent`, else ~/.local/state/agent."""
     if home := os.environ.get("AGENT_HOME"):
@@ -73,6 +89,86 @@ def agent_home() -> Path:
 
 def conversations_root(home: Path | None = None) -> Path:
     return (home or agent_home()) / "conversations"
+
+
+# --------------------------------------------------------------------------- safe files
+
+
+def check_private_dir(path: Path, *, follow: bool = False) -> None:
+    """Refuse a directory another user could change: one they own, one group or others
+    can write, or (unless `follow`) a symbolic link. A missing one is fine."""
+    try:
+        info = os.stat(path) if follow else os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePath(f"{path} is a symbolic link, which agent does not follow here; remove it")
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafePath(f"{path} is not a directory; remove it")
+    if info.st_uid != os.geteuid():
+        raise UnsafePath(f"{path} belongs to uid {info.st_uid}, not to you (uid {os.geteuid()}): "
+                         f"chown it to yourself, or set AGENT_HOME to a directory of your own")
+    if info.st_mode & 0o022:
+        raise UnsafePath(f"{path} can be written by group or others (mode {stat.S_IMODE(info.st_mode):o}): "
+                         f"fix it with `chmod go-w {path}`")
+
+
+def check_home(home: Path | None = None) -> Path:
+    """The conversations directory, once `$AGENT_HOME` and it are known to be safe."""
+    home = home or agent_home()
+    check_private_dir(home, follow=True)  # the home itself may be a link the user made
+    root = conversations_root(home)
+    check_private_dir(root)
+    return root
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` and its missing parents, each 0700 whatever the umask."""
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
+            os.chmod(directory, 0o700)  # the umask may have taken bits away
+
+
+def open_fd(path: Path, flags: int, mode: int = 0o600) -> int:
+    """`os.open` that never follows a symbolic link at `path`: a link planted in a
+    conversation must not redirect a read, a write or a lock. A file it creates gets
+    `mode` whatever the umask."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UnsafePath(f"{path} is a symbolic link, which agent never follows; remove it") from None
+        raise
+    if flags & os.O_CREAT:
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, mode)
+    return fd
+
+
+def read_file(path: Path, offset: int = 0) -> bytes:
+    """The bytes of `path` from `offset` on, without following a symbolic link."""
+    with os.fdopen(open_fd(path, os.O_RDONLY), "rb") as f:
+        if offset:
+            f.seek(offset)
+        return f.read()
+
+
+def read_private_file(path: Path) -> bytes:
+    """A file of `$AGENT_HOME` that sets how agent behaves (prices.json, config.toml):
+    read only if its directory and itself are ours and no one else can write them,
+    never through a symbolic link. `UnsafePath` says what to fix."""
+    check_private_dir(path.parent, follow=True)
+    with os.fdopen(open_fd(path, os.O_RDONLY), "rb") as f:
+        info = os.fstat(f.fileno())
+        if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise UnsafePath(f"{path} belongs to uid {info.st_uid} with mode {stat.S_IMODE(info.st_mode):o}: it must "
+                             f"be yours and not writable by group or others (chown it, `chmod go-w {path}`)")
+        return f.read()
 
 
 def now_iso() -> str:
@@ -93,7 +189,7 @@ def resolve(id_or_prefix: str, home: Path | None = None) -> Path:
     An id prefix must be lower-case hex and a name has no '/', so neither can point
     outside the home.
     """
-    root = conversations_root(home)
+    root = check_home(home)
     whole_id = len(id_or_prefix) == ID_LENGTH and _ID_PREFIX.match(id_or_prefix)
     if not whole_id and (owner := naming.owner(id_or_prefix, home or agent_home())) and (root / owner).is_dir():
         return root / owner
@@ -112,6 +208,7 @@ def resolve(id_or_prefix: str, home: Path | None = None) -> Path:
 
 
 def list_ids(home: Path | None = None) -> list[str]:
+    check_home(home)
     try:
         names = os.listdir(conversations_root(home))
     except FileNotFoundError:
@@ -205,7 +302,8 @@ class State:
     updated_at: str = ""
     final_answer: str | None = None
     pause_requested: bool = False
-    inbox_cursor: str = ""  # name of the last inbox file taken into the history
+    inbox_taken: int = 0  # sequence number of the last inbox message taken into the history
+    start: dict[str, Any] | None = None  # the last start: {"token", "starter": {"pid", "start_ticks", "command"}}
     current_call: dict[str, Any] | None = None  # the model call in flight: {"n", "attempt", "started"} (epoch s)
     metrics: Metrics = field(default_factory=Metrics)
     # Model calls totalled per UTC day and model ("2026-11-27 openai/gpt-4o"), for cost reports.
@@ -228,6 +326,8 @@ class State:
         values["metrics"] = _build(Metrics, values.get("metrics") or {})
         values["settings"] = _build(Settings, values.get("settings") or {})
         values["runtime"] = _build(Runtime, values.get("runtime") or {})
+        if "inbox_taken" not in doc and doc.get("inbox_cursor"):  # written before inbox names were numbers
+            values["inbox_taken"] = inbox_number(doc["inbox_cursor"]) or 0
         return cls(**values)
 
 
@@ -297,6 +397,8 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
             state.final_answer = event.get("answer")
         if event["to"] == Status.RUNNING.value:
             state.final_answer = None
+        if event["to"] == Status.STARTING.value:
+            state.start = {"token": event["token"], "starter": event["starter"]}
     elif kind == "status_explained":
         state.status_reason = event.get("reason")
         state.status_kind = event.get("kind")
@@ -328,8 +430,11 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
     elif kind == "pause_requested":
         state.pause_requested = True
     elif kind == "user_message":
-        if inbox_id := event.get("inbox_id"):
-            state.inbox_cursor = max(state.inbox_cursor, inbox_id)
+        number = event.get("inbox_seq")
+        if number is None and event.get("inbox_id"):  # written before inbox names were numbers
+            number = inbox_number(event["inbox_id"])
+        if number is not None:
+            state.inbox_taken = max(state.inbox_taken, number)
         if not state.prompt and event.get("source") == "prompt":
             state.prompt = _preview(event.get("content") or "")
     elif kind == "model_call_started":
@@ -383,9 +488,10 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def _read_checkpoint(conv_dir: Path) -> State:
+    check_private_dir(conv_dir)
     path = conv_dir / STATE_FILE
     try:
-        raw = path.read_bytes()
+        raw = read_file(path)
     except FileNotFoundError:
         raise CorruptFile(f"{path} is missing") from None
     try:
@@ -411,9 +517,7 @@ def _read_tail(events_path: Path, offset: int) -> Tail:
     names the file; nothing after it is ever thrown away.
     """
     try:
-        with open(events_path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
+        data = read_file(events_path, offset)
     except FileNotFoundError:
         return Tail([], offset, False)
     *complete, rest = data.split(b"\n")
@@ -459,7 +563,7 @@ def read_events(conv_dir: Path, offset: int = 0) -> tuple[list[dict[str, Any]], 
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM and SIGUSR1 until the block is done, so no write is torn by them.
+    """Hold SIGINT, SIGTERM, SIGUSR1 and SIGALRM until the block is done, so no write is torn by them.
 
     Only the main thread receives Python signal handlers, so elsewhere this does nothing.
     """
@@ -468,7 +572,7 @@ def signals_deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1}
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGALRM}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         yield
@@ -492,7 +596,11 @@ class Transaction:
             _fold(self.state, event, conv_dir)
         if tail.torn:
             # A writer died mid-line; nobody acknowledged those bytes, so they go.
-            os.truncate(conv_dir / EVENTS_FILE, tail.end)
+            fd = open_fd(conv_dir / EVENTS_FILE, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, tail.end)
+            finally:
+                os.close(fd)
         self.state.events_size = tail.end
         self._dirty = bool(tail.events) or tail.torn
         self.recorded: list[dict[str, Any]] = []  # this transaction's events, in order
@@ -502,7 +610,10 @@ class Transaction:
     def record(self, event_type: str, /, **data: Any) -> dict[str, Any]:
         """Add one event to the history (written at commit) and fold it into the state."""
         event = {"seq": self.state.events_seq + 1, "ts": now_iso(), "type": event_type, **data}
-        line = (json.dumps(event, ensure_ascii=False, default=str) + "\n").encode()
+        try:
+            line = (json.dumps(event, ensure_ascii=False, default=str) + "\n").encode()
+        except UnicodeEncodeError:  # a lone surrogate (a server's "\\ud800"): kept exactly, as an escape
+            line = (json.dumps(event, default=str) + "\n").encode()
         apply_event(self.state, event)
         self.state.events_size += len(line)
         self.recorded.append(event)
@@ -526,11 +637,11 @@ class Transaction:
         The home's set of running conversations (`agent_proc.running`) gains this one
         before it is recorded running, and loses it once it is recorded stopped.
         """
-        is_running = self.state.status in ACTIVE  # a queued run is listed by `agent ps` too
+        is_running = self.state.status in ACTIVE  # a queued or starting run is listed too
         if is_running:
             running.mark(self.dir)
         path = self.dir / EVENTS_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = open_fd(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             start = os.lseek(fd, 0, os.SEEK_END)
             try:
@@ -554,25 +665,68 @@ class Transaction:
 
 
 @contextlib.contextmanager
-def transaction(conv_dir: Path) -> Iterator[Transaction]:
+def transaction(conv_dir: Path, *, give_up: Callable[[], bool] | None = None) -> Iterator[Transaction]:
     """Lock the conversation, yield a `Transaction`, and commit it at the end.
 
-    The lock is waited for with signals deliverable (a stuck holder must not make us
-    deaf to SIGINT); once it is held, SIGINT, SIGTERM and SIGUSR1 wait until the block
-    is over, so an interrupted run never leaves half a transaction behind. A block
-    that raises writes nothing.
+    The lock is waited for at most `LOCK_WAIT` seconds (then `LockTimeout` names the
+    holder), with signals deliverable, so Ctrl+C ends the wait; `give_up()` turning
+    true ends it too. Once it is held, SIGINT, SIGTERM and SIGUSR1 wait until the block
+    is over, so an interrupted run never leaves half a transaction behind. A block that
+    raises writes nothing.
     """
     if not conv_dir.is_dir():
         raise NotFound(f"conversation {conv_dir.name} no longer exists")
-    fd = os.open(conv_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_fd(conv_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        wait_for_lock(fd, f"conversation {conv_dir.name}", give_up=give_up)
         with signals_deferred():
             txn = Transaction(conv_dir)
             yield txn
             txn.commit()
     finally:
         os.close(fd)
+
+
+def wait_for_lock(fd: int, what: str, *, give_up: Callable[[], bool] | None = None,
+                  timeout: float = LOCK_WAIT) -> None:
+    """Take the `flock` on `fd`, polling, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        if give_up is not None and give_up():
+            raise LockTimeout(f"gave up waiting for the lock of {what}{_holder_text(fd)}")
+        if time.monotonic() >= deadline:
+            raise LockTimeout(f"{what} has been locked for more than {timeout:g} s{_holder_text(fd)}; "
+                              "try again once it is free")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def _holder_text(fd: int) -> str:
+    """Who holds the `flock` on `fd`, as ` by pid N (command, stopped)`, from /proc/locks."""
+    info = os.fstat(fd)
+    where = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        with open("/proc/locks") as locks:
+            lines = [line.split() for line in locks]
+    except OSError:
+        return ""
+    pids = [int(f[4]) for f in lines if len(f) > 5 and f[1] == "FLOCK" and f[5] == where and f[4].isdigit()]
+    if not pids:
+        return ""
+    try:
+        with open(f"/proc/{pids[0]}/cmdline", "rb") as f:
+            command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:80]
+        with open(f"/proc/{pids[0]}/stat") as f:
+            stopped = f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except OSError:
+        return f" by pid {pids[0]}"
+    return f" by pid {pids[0]} ({command}{', stopped' if stopped else ''})"
 
 
 def create(
@@ -588,92 +742,140 @@ def create(
 ) -> Path:
     """Make a new, idle conversation whose history starts with `prompt`; return its directory.
 
-    A `name` already taken raises `naming.NameTaken`, and nothing is made.
+    It is built under a hidden name and renamed into place when complete, so a failure
+    part-way leaves nothing behind that `ps` would list. A `name` already taken raises
+    `naming.NameTaken`, and nothing is made.
     """
     home = home or agent_home()
     root = conversations_root(home)
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for _ in range(100):
-        conv_id = new_id()
-        conv_dir = root / conv_id
-        try:
-            conv_dir.mkdir(mode=0o700)
-            break
-        except FileExistsError:
-            continue
-    else:  # pragma: no cover - 48 random bits colliding 100 times
-        raise ConversationError("could not allocate a conversation id")
-    if name is not None:
-        try:
-            naming.claim(name, conv_id, home, root)
-        except BaseException:
-            conv_dir.rmdir()
-            raise
-    (conv_dir / INBOX_DIR).mkdir(mode=0o700)
-    old_umask = os.umask(0o077)
+    make_private_dir(root)
+    check_home(home)
+    building = Path(tempfile.mkdtemp(prefix=".new-", dir=root))
     try:
-        write_atomic(conv_dir / STATE_FILE, json.dumps(State(id=conv_id).to_dict()).encode())
-        with transaction(conv_dir) as txn:
+        conv_id = new_id()
+        os.mkdir(building / INBOX_DIR, 0o700)
+        write_atomic(building / STATE_FILE, json.dumps(State(id=conv_id).to_dict()).encode())
+        os.chmod(building / STATE_FILE, 0o600)
+        with transaction(building) as txn:
             txn.record(
                 "created", model=model, workspace=workspace, base_url=base_url,
                 settings=dataclasses.asdict(settings or Settings()), name=name, labels=labels or {},
             )
             txn.record("user_message", content=prompt, source="prompt")
-    finally:
-        os.umask(old_umask)
-    return conv_dir
+        if os.path.lexists(root / conv_id):  # pragma: no cover - 48 random bits colliding
+            raise ConversationError("could not allocate a conversation id; try again")
+        os.rename(building, root / conv_id)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    if name is not None:  # claimed once the conversation exists, which is what makes a claim hold
+        try:
+            naming.claim(name, conv_id, home, root)
+        except BaseException:
+            shutil.rmtree(root / conv_id, ignore_errors=True)
+            raise
+    return root / conv_id
 
 
 # --------------------------------------------------------------------------- inbox
 
 
+def inbox_number(name: str) -> int | None:
+    """The sequence number an inbox file's name starts with (the send time in ns for files
+    written before names were sequence numbers; those are still taken in, in order)."""
+    head = name.removesuffix(".json").split("-")[0]
+    return int(head) if head.isdigit() else None
+
+
+def _inbox_entries(conv_dir: Path) -> list[tuple[int | None, str]]:
+    """The inbox's files as (number, name), in the order they were sent; a name without
+    a number (not made by agent) sorts first, to be moved aside."""
+    check_private_dir(conv_dir / INBOX_DIR)  # a linked inbox would have us read and unlink elsewhere
+    try:
+        names = [n for n in os.listdir(conv_dir / INBOX_DIR) if n.endswith(".json") and not n.startswith(".")]
+    except FileNotFoundError:
+        return []
+    entries = [(inbox_number(n), n) for n in names]
+    return sorted(entries, key=lambda e: (e[0] is not None, e[0] or 0, e[1]))
+
+
 def post_message(conv_dir: Path, content: str) -> str:
     """Give a user message to the conversation: into the history if no run is taking
-    messages now, else into the inbox for the running child to take before its next
-    model call. Returns "history" or "inbox". A damaged history is refused
-    (`CorruptFile`) rather than added to.
+    messages now, else into the inbox for the running (or starting) child to take in.
+    Returns "history" or "inbox". A damaged history is refused (`CorruptFile`) rather
+    than added to.
+
+    Inbox files are named by a sequence number allocated under the lock, so their
+    order, and which are already taken, never depend on the wall clock.
     """
     read_events(conv_dir)
     with transaction(conv_dir) as txn:
-        if txn.state.status is not Status.RUNNING:
+        if txn.state.status not in ACTIVE:
             txn.record("user_message", content=content, source="send")
             return "history"
-        name = f"{time.time_ns():020d}-{os.getpid()}-{os.urandom(3).hex()}"
-        write_atomic(conv_dir / INBOX_DIR / f"{name}.json", json.dumps({"content": content}).encode())
+        numbers = [n for n, _ in _inbox_entries(conv_dir) if n is not None]
+        number = max([txn.state.inbox_taken, *numbers]) + 1
+        write_atomic(conv_dir / INBOX_DIR / f"{number:020d}.json", json.dumps({"content": content}).encode())
         return "inbox"
+
+
+def _read_message(path: Path) -> tuple[str | None, str | None]:
+    """An inbox file's message, or what is wrong with it."""
+    try:
+        doc = json.loads(read_file(path))
+    except (OSError, ValueError, ConversationError) as error:
+        return None, f"cannot be read ({error})"
+    content = doc.get("content") if isinstance(doc, dict) else None
+    if not isinstance(content, str):
+        return None, "has no text message"
+    try:
+        content.encode()
+    except UnicodeEncodeError:
+        return None, "is not valid UTF-8 text"
+    return content, None
 
 
 def take_inbox(txn: Transaction) -> list[dict[str, Any]]:
     """Move inbox messages into the history, in the order they were sent.
 
-    Called under the lock. A file already taken (the cursor is past it) is a leftover
-    of a kill between recording and unlinking, and is only removed.
+    Called under the lock. A file already taken (its number is not past `inbox_taken`)
+    is a leftover of a kill between recording and unlinking, and is only removed. A
+    damaged one is moved to inbox/damaged/ with an `error` event, so it never blocks
+    the run or a resume.
     """
     inbox = txn.dir / INBOX_DIR
-    try:
-        files = sorted(p for p in inbox.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
-    except FileNotFoundError:
-        return []
     taken = []
-    for path in files:
-        inbox_id = path.stem
-        if inbox_id > txn.state.inbox_cursor:
-            try:
-                content = json.loads(path.read_bytes())["content"]
-            except (ValueError, KeyError, TypeError):
-                content = None
-            if isinstance(content, str):
-                taken.append(txn.record("user_message", content=content, source="send", inbox_id=inbox_id))
+    for number, name in _inbox_entries(txn.dir):
+        path = inbox / name
+        if number is not None and number <= txn.state.inbox_taken:
+            txn.after_commit(lambda path=path: path.unlink(missing_ok=True))
+            continue
+        content, problem = _read_message(path) if number is not None else (None, "is not named by agent")
+        if problem:
+            txn.record("error", kind="inbox", message=f"inbox entry {name} {problem}; moved to {INBOX_DIR}/"
+                                                      f"{DAMAGED_DIR}/{name}")
+            txn.after_commit(lambda path=path: _move_aside(path))
+            continue
+        taken.append(txn.record("user_message", content=content, source="send", inbox_seq=number))
         # Removed only once the message is safely in the history; a file that outlives a
-        # crash is behind the cursor and is only removed next time.
+        # crash is behind `inbox_taken` and is only removed next time.
         txn.after_commit(lambda path=path: path.unlink(missing_ok=True))
     return taken
+
+
+def _move_aside(path: Path) -> None:
+    damaged = path.parent / DAMAGED_DIR
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(damaged, 0o700)
+    check_private_dir(damaged)
+    os.replace(path, damaged / path.name)
 
 
 def pending_messages(conv_dir: Path) -> list[str]:
     """Messages waiting in the inbox (for display)."""
     out = []
-    for path in sorted((conv_dir / INBOX_DIR).glob("[0-9]*.json")):
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            out.append(json.loads(path.read_bytes())["content"])
+    for number, name in _inbox_entries(conv_dir):
+        content, _ = _read_message(conv_dir / INBOX_DIR / name) if number is not None else (None, None)
+        if content is not None:
+            out.append(content)
     return out

@@ -70,7 +70,9 @@ def configure(log_path: Path, secrets: Iterable[str | None]) -> TextIO:
     import structlog
 
     # Line-buffered, so each event lands whole; stays open for the life of the process.
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    from agent_proc.conversation import open_fd
+
+    fd = open_fd(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     stream = open(fd, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
     structlog.configure(
         processors=[

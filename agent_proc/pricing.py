@@ -171,10 +171,10 @@ def save_updated(doc: dict[str, Any], home: Path | None = None) -> Path:
     home = _home(home)
     path = home / UPDATED_FILE
     _parse_models(doc, f"fetched price table for {path}", source="check")
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{UPDATED_FILE}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(temporary, path)
+    from agent_proc.conversation import make_private_dir, write_atomic
+
+    make_private_dir(home)
+    write_atomic(path, (json.dumps(doc, indent=1) + "\n").encode())  # a new private temp file (0600), renamed
     return path
 
 
@@ -250,7 +250,7 @@ def _shipped() -> _Table:
 def _updated(home: Path) -> _Table | None:
     path = home / UPDATED_FILE
     where = f"updated price table {path}"
-    doc = _read_file(path, where)
+    doc = _read_private_file(path, where)
     return None if doc is None else _dated_table(doc, where, "updated table")
 
 
@@ -269,7 +269,7 @@ def _tables(home: Path) -> list[_Table]:
         tables.insert(0, updated)
     path = home / OVERRIDE_FILE
     where = f"price override file {path}"
-    doc = _read_file(path, where)
+    doc = _read_private_file(path, where)
     if doc is not None:
         own = _parse_models(doc, where, source=f"override file {path}")
         tables.insert(0, _Table(raw=doc["models"], where=where, label="", taken_on="", source="", parsed=own))
@@ -289,6 +289,25 @@ def _read_file(path: Path, where: str) -> Any:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as e:
+        raise PricingError(f"{where}: cannot be read ({e.strerror or e})") from e
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        raise PricingError(f"{where}: not valid JSON ({e})") from e
+
+
+def _read_private_file(path: Path, where: str) -> Any:
+    """Like `_read_file`, for a file in $AGENT_HOME: never through a symbolic link, and
+    only if no other user could have written it (it sets what --max-cost trusts)."""
+    from agent_proc.conversation import ConversationError, read_private_file
+
+    try:
+        data = read_private_file(path)
+    except FileNotFoundError:
+        return None
+    except ConversationError as e:
+        raise PricingError(f"{where}: {e}") from None
     except OSError as e:
         raise PricingError(f"{where}: cannot be read ({e.strerror or e})") from e
     try:

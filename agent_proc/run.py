@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +33,19 @@ from agent_proc import conversation, llm, logs, output_times, pricing, reasoning
 from agent_proc.conversation import Settings, Transaction, transaction
 from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, host_identity, process_start_ticks
 from agent_proc.providers import parse_model
-from agent_proc.status import STARTABLE, Status
+from agent_proc.status import Status
 from agent_proc.tools import TOOL_SPECS, RunningCommand, describe_result
 
 EXIT_FINISHED = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_TIMEOUT = 124
 EXIT_PAUSED = 130
+
+# The child's own backstop for --timeout and --llm-timeout acts this long after the
+# supervisor would have: the limits hold even if the supervisor is stopped or dead.
+BACKSTOP_DELAY = 1.0
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGALRM}
 
 
 SYSTEM_PROMPT = """You are an autonomous agent working in the directory {workspace}.
@@ -50,6 +57,7 @@ CUT_OFF_NOTE = ("[The reply above was cut off before it was complete, because {w
                 "output; any tool call in it was not run. Continue from where it stops, without repeating it.]")
 MAX_TRUNCATIONS = 2  # replies cut off by the output limit in a row that the model may go on from
 SKIPPED_RESULT = "[not run: the run was paused or finished before this tool call]"
+SUPERSEDED_RESULT = "[not finished: the user sent a message before the run ended; answer it, then call finish]"
 
 
 class Terminated(BaseException):
@@ -58,6 +66,14 @@ class Terminated(BaseException):
 
 def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated()
+
+
+class RunTimedOut(BaseException):
+    """Raised in the main thread by the backstop's SIGALRM: the run went past --timeout."""
+
+
+def _raise_timed_out(signum: int, frame: Any) -> None:
+    raise RunTimedOut()
 
 
 def say(text: str) -> None:
@@ -92,26 +108,43 @@ def reap_orphans(spare: int | None = None) -> None:
             os.waitpid(ended.si_pid, 0)
 
 
-def has_children() -> bool:
-    """Whether this process has any child, read from /proc without scanning every process."""
+def child_pids() -> list[int] | None:
+    """Our direct children (zombies included), read from /proc without scanning every
+    process; None if that cannot be read."""
+    pids: list[int] = []
     try:
-        return any(Path(f"/proc/self/task/{tid}/children").read_text().strip() for tid in os.listdir("/proc/self/task"))
-    except OSError:
-        return True  # cannot tell cheaply: take the long way
+        for tid in os.listdir("/proc/self/task"):
+            pids += [int(pid) for pid in Path(f"/proc/self/task/{tid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return None
+    return pids
 
 
-def end_descendants() -> None:
-    """Kill every process the run started that is still alive. As a subreaper, the
-    child adopts orphans, so all of them are its descendants (and there are none if
-    it has no children)."""
-    if not has_children():
-        return
-    doomed = psutil.Process().children(recursive=True)
-    for process in doomed:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
-    psutil.wait_procs(doomed, timeout=2)
-    reap_orphans()
+def end_descendants(seconds: float = 1.0) -> None:
+    """Kill every process the run started that is still alive.
+
+    As a subreaper, the child adopts orphans, so killing its direct children round
+    after round reaches everything: each child killed hands its own children to us.
+    That also wins against a process that forks and exits in a loop (a new pid every
+    few ms), which a scan of the whole process table never catches. Our own children's
+    pids cannot be reused before we reap them, so signalling them is always safe.
+    Bounded by `seconds`; without /proc, psutil walks the tree once.
+    """
+    deadline = time.monotonic() + seconds
+    while pids := child_pids():
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        reap_orphans()
+        if time.monotonic() >= deadline:
+            return
+    if child_pids() is None:
+        doomed = psutil.Process().children(recursive=True)
+        for process in doomed:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(doomed, timeout=2)
+        reap_orphans()
 
 
 def build_messages(events: list[dict[str, Any]], workspace: str, *, keep_partial: bool = False) -> list[dict[str, Any]]:
@@ -228,6 +261,7 @@ class Run:
     truncations: int = 0  # replies in a row cut off by the output limit
     price: pricing.Price | None = None
     log: Any = None
+    call_started: tuple[int, int, float] | None = None  # (call n, attempt, monotonic start) of the call in flight
 
     # ------------------------------------------------------------------ the loop
 
@@ -250,12 +284,16 @@ class Run:
             self.truncations = 0
             calls = message["tool_calls"]
             if not calls:
-                return self.finish(message["content"] or "")
+                if (code := self.finish(message["content"] or "")) is not None:
+                    return code
+                continue  # a message came in before the end: the model answers it first
             for index, call in enumerate(calls):
                 if (code := self.pause_if_requested(skip=calls[index:])) is not None:
                     return code
                 if call["name"] == "finish":
-                    return self.finish(_finish_message(call), call=call, skip=calls[index + 1:])
+                    if (code := self.finish(_finish_message(call), call=call, skip=calls[index + 1:])) is not None:
+                        return code
+                    break
                 self.run_tool(call)
 
     def take_messages_or_pause(self) -> int | None:
@@ -275,7 +313,7 @@ class Run:
             return self._pause(txn)
 
     def _pause(self, txn: Transaction, reason: str = "pause requested", kind: str = "pause") -> int:
-        conversation.take_inbox(txn)
+        keep_for_resume(txn)
         txn.set_status(Status.PAUSED, reason, kind=kind)
         _ignore_stop_signals()  # the outcome is written; a late signal must not undo it
         say(f"\n[paused] {reason}\n")
@@ -292,6 +330,7 @@ class Run:
         def new_partial(attempt: int) -> llm.Partial:
             with transaction(self.conv_dir) as txn:
                 txn.record("model_call_started", n=self.model_calls, attempt=attempt, started=time.time())
+            self.call_started = (self.model_calls, attempt, time.monotonic())
             self.activity = Activity("model_call", partial=llm.Partial())
             return self.activity.partial  # type: ignore[return-value]
 
@@ -379,6 +418,8 @@ class Run:
         if limit is None or self.price is None:
             return None
         spent = conversation.load_state(self.conv_dir).metrics.accumulated_cost or 0.0
+        if spent >= limit:
+            return f"budget: already spent ${spent:.4f} of --max-cost ${limit:g}"
         prompt = pricing.cost_of({"prompt_tokens": pricing.estimate_messages_tokens(self.messages)}, self.price)
         if spent + prompt <= limit:
             return None
@@ -425,15 +466,29 @@ class Run:
 
     # ------------------------------------------------------------------ endings
 
-    def finish(self, answer: str, *, call: dict[str, Any] | None = None, skip: list[dict[str, Any]] = ()) -> int:
+    def finish(self, answer: str, *, call: dict[str, Any] | None = None,
+               skip: list[dict[str, Any]] = ()) -> int | None:
         """End the run with `answer`: the `finish` call's result, the calls after it
-        (skipped) and the status, in one transaction."""
+        (skipped) and the status, in one transaction.
+
+        A message `agent send` queued before that transaction is never left unanswered:
+        the run does not finish, and returns None so that the model sees it.
+        """
         with transaction(self.conv_dir) as txn:
+            if new := conversation.take_inbox(txn):
+                if call is not None:
+                    txn.record("tool_result", call_id=call["id"], name=call["name"], content=SUPERSEDED_RESULT,
+                               outcome="superseded")
+                    self.messages.append({"role": "tool", "tool_call_id": call["id"], "content": SUPERSEDED_RESULT})
+                self._skip(txn, skip)
+                self.messages += [{"role": "tool", "tool_call_id": c["id"], "content": SKIPPED_RESULT} for c in skip]
+                for event in new:
+                    self.messages.append({"role": "user", "content": event["content"]})
+                return None
             if call is not None:
                 txn.record("tool_result", call_id=call["id"], name=call["name"], content="[finished]",
                            outcome="complete")
             self._skip(txn, skip)
-            conversation.take_inbox(txn)
             txn.set_status(Status.FINISHED, "finished", answer=answer)
             _ignore_stop_signals()
         say(f"\n[finished] {answer}\n")
@@ -445,7 +500,7 @@ class Run:
         message = llm.one_line(logs.redact_text(message, [self.config.api_key]))
         with transaction(self.conv_dir) as txn:
             txn.record("error", kind=kind, message=message)
-            conversation.take_inbox(txn)
+            keep_for_resume(txn)
             if txn.state.status is Status.RUNNING:
                 txn.set_status(Status.ERROR, message, kind=kind)
             _ignore_stop_signals()
@@ -460,8 +515,9 @@ class Run:
                 return self._pause(txn, reason=str(error), kind="llm_timeout")
         return self.fail(str(error), "llm_timeout")
 
-    def stop_interrupted(self, signal_name: str) -> int:
-        """Record what was in flight when the signal came, and pause the conversation."""
+    def stop_interrupted(self, signal_name: str, *, timed_out: bool = False) -> int:
+        """Record what was in flight when the signal came, and pause the conversation
+        (or, `timed_out` by the backstop, end it `error` as the watchdog would have)."""
         activity, self.activity = self.activity, Activity()
         if activity.command is not None:
             activity.command.kill()
@@ -480,12 +536,26 @@ class Run:
                            truncated=activity.command.capture.truncated)
                 detail["tool_call_id"] = activity.call["id"]
             txn.record("interrupted", **detail)
-            conversation.take_inbox(txn)
+            keep_for_resume(txn)
             if txn.state.status is Status.RUNNING:
-                txn.set_status(Status.PAUSED, f"interrupted by {signal_name}", kind="interrupt")
+                if timed_out:
+                    txn.set_status(Status.ERROR, f"the run exceeded --timeout {self.settings.run_timeout:g} s "
+                                   "(stopped by its own backstop: its supervisor did not act)", kind="timeout")
+                else:
+                    txn.set_status(Status.PAUSED, f"interrupted by {signal_name}", kind="interrupt")
+        if timed_out:
+            say(f"\n[error] the run exceeded --timeout {self.settings.run_timeout:g} s; stopped by its own backstop\n")
+            return EXIT_TIMEOUT
         say(f"\n[interrupted] by {signal_name} during {activity.kind}; conversation paused\n")
         self.log.info("interrupted", signal=signal_name, during=activity.kind)
         return EXIT_PAUSED
+
+
+def keep_for_resume(txn: Transaction) -> None:
+    """A run that stops without finishing keeps the messages sent meanwhile in its
+    history, where the next resume sends them to the model; it says so."""
+    for event in conversation.take_inbox(txn):
+        say(f"\n[message] kept for the next resume: {event['content']}\n")
 
 
 def _finish_message(call: dict[str, Any]) -> str:
@@ -508,8 +578,39 @@ def _parse_arguments(call: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
 
 
 def _ignore_stop_signals() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+def start_backstop(run: Run) -> None:
+    """Enforce --timeout and --llm-timeout from inside too, `BACKSTOP_DELAY` after the
+    supervisor would have: its SIGUSR1 for a call that is still waiting, and SIGALRM
+    (`RunTimedOut`) for the run. Signals go to the main thread only, so the writes that
+    hold them off stay whole."""
+    settings = run.settings
+    if settings.run_timeout is None and settings.llm_timeout is None:
+        return
+    started = time.monotonic()
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+
+    def watch() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        nudged: tuple[int, int] | None = None
+        while True:
+            time.sleep(0.1)
+            now = time.monotonic()
+            if settings.run_timeout is not None and now - started > settings.run_timeout + BACKSTOP_DELAY:
+                signal.pthread_kill(main_thread, signal.SIGALRM)
+                return
+            call = run.call_started
+            if (settings.llm_timeout is not None and call is not None and run.activity.kind == "model_call"
+                    and now - call[2] > settings.llm_timeout + BACKSTOP_DELAY and nudged != call[:2]):
+                nudged = call[:2]
+                signal.pthread_kill(main_thread, signal.SIGUSR1)
+
+    signal.signal(signal.SIGALRM, _raise_timed_out)
+    threading.Thread(target=watch, name="backstop", daemon=True).start()
 
 
 def die_with_supervisor() -> None:
@@ -524,20 +625,27 @@ def die_with_supervisor() -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
-def start(conv_dir: Path, *, keep_partial: bool, key: str | None, log: Any) -> Run | None:
+def start(conv_dir: Path, *, keep_partial: bool, key: str | None, log: Any) -> Run | int:
     """Take the conversation over: mark it running and record who we are, take in
     waiting messages, answer tool calls left dangling, and build the `Run`.
 
-    All in one transaction, so SIGINT waits until there is a `Run` to stop. None if
-    the conversation cannot be started.
+    All in one transaction, so SIGINT waits until there is a `Run` to stop. Only a
+    conversation `starting` with our token (our marker) is taken: if a stop came first
+    it is paused and we never call the model. An exit code if it cannot be started.
     """
     with transaction(conv_dir) as txn:
         state = txn.state
-        if state.status not in STARTABLE:
-            say(f"[error] conversation {state.id} is {state.status.value}; it cannot be started\n")
-            return None
+        ours = (state.start or {}).get("token") == os.environ.get(MARKER_ENV)
+        if state.status is not Status.STARTING or not ours:
+            if ours and state.status is Status.PAUSED:
+                say(f"[paused] {state.status_reason}; the run did not call the model\n")
+                return EXIT_PAUSED
+            say(f"[error] conversation {state.id} is {state.status.value} and not being started for this "
+                "process; it cannot be started\n")
+            return EXIT_USAGE
         history, _ = conversation.read_events(conv_dir)  # what is committed; this transaction adds the rest
-        resumed = any(e["type"] == "started" for e in history)  # (a run queued, then cancelled, never started)
+        # A child ran it before (a run submitted anew has a fresh runtime, so ask the history).
+        resumed = any(e["type"] == "started" for e in history)
         txn.set_status(Status.RUNNING, "resumed" if resumed else "started")
         me = psutil.Process()
         txn.record("started", pid=me.pid, create_time=me.create_time(), start_ticks=process_start_ticks(me.pid),
@@ -607,7 +715,9 @@ class ReasoningProgress:
 def main(conv_id: str, *, keep_partial: bool = False, key: str | None = None) -> int:
     """Run the conversation `conv_id` until it finishes, fails, pauses or is interrupted,
     calling the model with the API key `key` (handed over by the supervisor)."""
-    # SIGINT may be ignored on entry (nohup, cron, `&` in a script); we always honour it.
+    # SIGINT may be ignored on entry (nohup, cron, `&` in a script), or blocked (engines
+    # such as Ray start processes so); we always honour it.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_terminated)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until a model call is there to time out
@@ -621,10 +731,12 @@ def main(conv_id: str, *, keep_partial: bool = False, key: str | None = None) ->
 
     run: Run | None = None
     try:
-        run = start(conv_dir, keep_partial=keep_partial, key=key, log=log)
-        if run is None:
-            return EXIT_USAGE
+        started = start(conv_dir, keep_partial=keep_partial, key=key, log=log)
+        if isinstance(started, int):
+            return started
+        run = started
         install_handlers(run)
+        start_backstop(run)
         die_with_supervisor()
         try:
             run.price = pricing.find_price(state.model)
@@ -636,6 +748,8 @@ def main(conv_id: str, *, keep_partial: bool = False, key: str | None = None) ->
         code = _after_signal(run, "SIGINT")
     except Terminated:
         code = _after_signal(run, "SIGTERM")
+    except RunTimedOut:
+        code = _after_signal(run, "SIGALRM", timed_out=True)
     except llm.LLMError as error:
         _ignore_stop_signals()
         assert run is not None
@@ -660,11 +774,11 @@ def main(conv_id: str, *, keep_partial: bool = False, key: str | None = None) ->
     return code
 
 
-def _after_signal(run: Run | None, signal_name: str) -> int:
+def _after_signal(run: Run | None, signal_name: str, *, timed_out: bool = False) -> int:
     _ignore_stop_signals()
     if run is None:  # stopped before the conversation was taken over: nothing to record
         return EXIT_PAUSED
-    return run.stop_interrupted(signal_name)
+    return run.stop_interrupted(signal_name, timed_out=timed_out)
 
 
 def install_handlers(run: Run) -> None:

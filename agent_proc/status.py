@@ -3,22 +3,26 @@
 Every status change anywhere in the project goes through `check_transition`, so the
 rules below are the only place that says what may happen to a run.
 
-    idle ──start──▶ running ──▶ finished
-      ╲               │  ▲  ╲
-       ╲      pause / │  │   ╲──▶ error
-        ╲   interrupt ▼  │ resume
-         ╲          paused
-          ╲            ▲
-           ╲──submit──▶ queued ──▶ running (the job started)
+    idle ──▶ starting ──▶ running ──▶ finished
+      │        │  ▲         │  ╲
+      │ stopped│  │ resume  │   ╲──▶ error
+      │ before ▼  │         ▼ pause / interrupt
+      │ it ran  paused ◀────┘
+      │           ▲ cancelled
+      ╰─submit──▶ queued ──(the job started)──▶ starting
 
 `queued` is a run handed to a scheduler (`--backend slurm`) whose job has not started
-yet: the first process of the job takes it to `running`. Interrupting it cancels the
-job and leaves it `paused` with nothing run; a job that vanished before it started
-leaves it `paused` (cancelled) or `error`. Every status from which a run may start
-may also be submitted.
+yet: the job's watcher takes it to `starting` (with its own start token) once the job
+runs. Interrupting it cancels the job and leaves it `paused` with nothing run; a job
+that vanished before it started leaves it `paused` (cancelled) or `error`. Every
+status from which a run may start may also be submitted.
 
-`finished` and `error` can be resumed too: a user may `send` a follow-up to a finished
-conversation, or retry one that failed.
+`starting` is recorded (with a start token and the process doing the start) by the
+command that is about to start a child, under the conversation's lock, before the
+child exists. Only a child carrying that token may take `starting` to `running`; a
+stop that comes first moves the conversation to `paused` itself, and a child that
+arrives late finds nothing to take over. `finished` and `error` can be resumed too:
+a user may `send` a follow-up to a finished conversation, or retry one that failed.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from enum import Enum
 class Status(str, Enum):
     IDLE = "idle"
     QUEUED = "queued"
+    STARTING = "starting"
     RUNNING = "running"
     PAUSED = "paused"
     FINISHED = "finished"
@@ -36,21 +41,23 @@ class Status(str, Enum):
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.IDLE: frozenset({Status.QUEUED, Status.RUNNING, Status.ERROR}),
-    Status.QUEUED: frozenset({Status.RUNNING, Status.PAUSED, Status.ERROR}),
+    Status.IDLE: frozenset({Status.QUEUED, Status.STARTING, Status.ERROR}),
+    Status.QUEUED: frozenset({Status.STARTING, Status.PAUSED, Status.ERROR}),
+    Status.STARTING: frozenset({Status.RUNNING, Status.PAUSED, Status.ERROR}),
     Status.RUNNING: frozenset({Status.PAUSED, Status.FINISHED, Status.ERROR}),
-    Status.PAUSED: frozenset({Status.QUEUED, Status.RUNNING, Status.ERROR}),
-    Status.FINISHED: frozenset({Status.QUEUED, Status.RUNNING}),
-    Status.ERROR: frozenset({Status.QUEUED, Status.RUNNING}),
+    Status.PAUSED: frozenset({Status.QUEUED, Status.STARTING, Status.ERROR}),
+    Status.FINISHED: frozenset({Status.QUEUED, Status.STARTING}),
+    Status.ERROR: frozenset({Status.QUEUED, Status.STARTING}),
 }
 
-# Statuses from which a new child process may be started for the conversation
-# (`queued` among them: the job's child takes its own submission over).
-STARTABLE: frozenset[Status] = frozenset(s for s, targets in TRANSITIONS.items() if Status.RUNNING in targets)
-# Statuses from which a user may start the run again (`agent resume`), or submit it.
-RESUMABLE: frozenset[Status] = frozenset(s for s, targets in TRANSITIONS.items() if Status.QUEUED in targets)
-# A run is under way: a process or a scheduler's job holds the conversation.
-ACTIVE: frozenset[Status] = frozenset({Status.QUEUED, Status.RUNNING})
+# Statuses from which a user may start the run (`agent run`, `agent resume`), here or
+# by submitting it: a queued run's own job takes it to `starting`, nobody else.
+STARTABLE: frozenset[Status] = frozenset(s for s, targets in TRANSITIONS.items() if Status.QUEUED in targets)
+RESUMABLE = STARTABLE
+
+# Statuses in which a process or a scheduler's job is working on the conversation, or
+# is about to: they can be stopped, take messages into the inbox, and are listed by `agent ps`.
+ACTIVE: frozenset[Status] = frozenset({Status.QUEUED, Status.STARTING, Status.RUNNING})
 
 
 class IllegalTransition(Exception):

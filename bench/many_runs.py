@@ -80,6 +80,7 @@ def make_conversation(home: Path, n: int, rng: random.Random, clock: Clock) -> N
         model=model, workspace=str(home), base_url=None, prompt=f"task {n}: summarise the changes\nin detail",
         name=f"job-{n}" if n % 4 == 0 else None, labels=labels, home=home)
     with conversation.transaction(conv_dir) as txn:
+        txn.set_status(Status.STARTING, "starting", token=f"{conv_dir.name}-bench", starter={})
         txn.set_status(Status.RUNNING, "started")
         for call in range(rng.randint(1, 3)):
             priced = not model.startswith("ollama")
@@ -107,6 +108,7 @@ def start_running(home: Path, count: int) -> list[subprocess.Popen[bytes]]:
         with conversation.transaction(conv_dir) as txn:
             txn.record("started", pid=sleeper.pid, create_time=psutil.Process(sleeper.pid).create_time(),
                        start_ticks=process_start_ticks(sleeper.pid), marker=marker, supervisor_pid=None)
+            txn.set_status(Status.STARTING, "starting", token=marker, starter={})
             txn.set_status(Status.RUNNING, "started")
     return sleepers
 

@@ -22,6 +22,7 @@ from agent_proc import conversation, output_times
 from agent_proc.conversation import State, load_state
 from agent_proc.status import ACTIVE
 from supervisor import control, watchdog
+from supervisor.terminal import Display
 
 POLL = 0.05
 CHECK_EVERY = 1.0  # following a scheduler's job: how often the scheduler is asked whether it vanished
@@ -39,7 +40,7 @@ def tail_offset(conv_dir: Path, lines: int, block: int = 65536) -> int:
     """The offset in output.log where its last `lines` lines begin (read from the end,
     so a long log costs no more than a short one)."""
     try:
-        f = open(conv_dir / conversation.OUTPUT_FILE, "rb")  # noqa: SIM115
+        f = os.fdopen(conversation.open_fd(conv_dir / conversation.OUTPUT_FILE, os.O_RDONLY), "rb")
     except FileNotFoundError:
         return 0
     with f:
@@ -102,21 +103,17 @@ def since_offset(conv_dir: Path, moment: str) -> int | None:
     return output_size(conv_dir) if found is None else found
 
 
-def copy_output(conv_dir: Path, offset: int, out: BinaryIO) -> int:
-    """Write output.log's bytes from `offset` on to `out`; return the new offset."""
+def copy_output(conv_dir: Path, offset: int, out: Display) -> int:
+    """Show output.log's bytes from `offset` on; return the new offset."""
     try:
-        with open(conv_dir / conversation.OUTPUT_FILE, "rb") as f:
-            f.seek(offset)
-            data = f.read()
+        data = conversation.read_file(conv_dir / conversation.OUTPUT_FILE, offset)
     except FileNotFoundError:
         return offset
-    if data:
-        out.write(data)
-        out.flush()
+    out.write(data)
     return offset + len(data)
 
 
-def follow(conv_dir: Path, out: BinaryIO, *, offset: int, done: Callable[[], bool]) -> int:
+def follow(conv_dir: Path, out: Display, *, offset: int, done: Callable[[], bool]) -> int:
     """Copy output as it is written until `done()`, then copy what is left."""
     while not done():
         offset = copy_output(conv_dir, offset, out)
@@ -129,6 +126,7 @@ class Outcome:
     state: State
     stopped_by: int | None  # the signal that made us stop the run, if one did
     report: control.StopReport | None
+    display: Display  # where the run was shown; the caller's status lines go there too
 
 
 @contextlib.contextmanager
@@ -136,11 +134,13 @@ def stop_signals() -> Iterator[list[int]]:
     """Note SIGINT and SIGTERM instead of dying of them; yields the list they land in.
 
     The handlers only take note (the caller's loop acts within one poll), so no
-    exception can land at an awkward moment.
+    exception can land at an awkward moment. The signals are unblocked too (an engine
+    that launched us may have blocked them).
     """
     received: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield received
     finally:
@@ -148,45 +148,48 @@ def stop_signals() -> Iterator[list[int]]:
             signal.signal(sig, handler)
 
 
-@contextlib.contextmanager
-def _output(show: bool) -> Iterator[BinaryIO]:
-    if show:
-        yield sys.stderr.buffer
-    else:
-        with open(os.devnull, "wb") as out:
-            yield out
-
-
-def _stop(conv_dir: Path, received: list[int], out: BinaryIO, grace: float) -> control.StopReport:
+def _stop(conv_dir: Path, received: list[int], out: Display, grace: float,
+          hurry: Callable[[], bool]) -> control.StopReport:
     """The first SIGINT or SIGTERM stops the run as `agent interrupt` does; a second one
-    during that stop kills at once."""
+    during that stop kills at once (`hurry` says so, and shows what the run prints meanwhile)."""
     name = signal.Signals(received[0]).name
-    out.write(f"\n[agent] {name}: stopping run {conv_dir.name} (again to kill at once)\n".encode())
-    out.flush()
-    return control.stop_run(conv_dir, grace=grace, requested_by=f"agent run ({name})", hurry=lambda: len(received) > 1)
+    out.line(f"[agent] {name}: stopping run {conv_dir.name} (again to kill at once)")
+    return control.stop_run(conv_dir, grace=grace, requested_by=f"agent run ({name})", hurry=hurry)
 
 
 def supervise(conv_dir: Path, child: subprocess.Popen[bytes], *, grace: float, show: bool, offset: int,
               time_up: Callable[[], bool] = lambda: False) -> Outcome:
     """Watch the run until its process exits: show its output (if `show`), enforce its
     limits (`watchdog`; `time_up()` turns true when a scheduler's time limit is near),
-    and stop it on Ctrl+C or SIGTERM.
+    and stop it on Ctrl+C or SIGTERM. What the run prints while it is being stopped is
+    shown as it comes.
     """
+    out = Display(sys.stderr.buffer if show else None)
     dog = watchdog.Watchdog.for_run(conv_dir, child, grace, time_up)
     report = None
-    with stop_signals() as received, _output(show) as out:
+    shown_at = time.monotonic()
+    with stop_signals() as received:
+
+        def meanwhile() -> bool:
+            """Polled while a stop waits for the run to exit: keep showing its output, and
+            say whether to hurry (a second Ctrl+C)."""
+            nonlocal offset, shown_at
+            if show and time.monotonic() - shown_at >= POLL:
+                offset, shown_at = copy_output(conv_dir, offset, out), time.monotonic()
+            return len(received) > 1
+
         while child.poll() is None and report is None:
             offset = copy_output(conv_dir, offset, out)
             if received:
-                report = _stop(conv_dir, received, out, grace)
+                report = _stop(conv_dir, received, out, grace, meanwhile)
             else:
-                report = dog.check()
+                report = dog.check(meanwhile)
                 time.sleep(POLL)
         child.wait()
         copy_output(conv_dir, offset, out)
         # Another shell may be stopping this run: its record comes first.
         state = control.reconcile(conv_dir, wait_for_stop=True)
-    return Outcome(state, received[0] if received else None, report)
+    return Outcome(state, received[0] if received else None, report, out)
 
 
 def follow_job(conv_dir: Path, *, grace: float, show: bool, offset: int) -> Outcome:
@@ -200,19 +203,19 @@ def follow_job(conv_dir: Path, *, grace: float, show: bool, offset: int) -> Outc
     """
     from supervisor import scheduled
 
+    out = Display(sys.stderr.buffer if show else None)
     report = None
     announced: str | None = None
     checked = time.monotonic()
-    with stop_signals() as received, _output(show) as out:
+    with stop_signals() as received:
         while True:
             offset = copy_output(conv_dir, offset, out)
             if received and report is None:
-                report = _stop(conv_dir, received, out, grace)
+                report = _stop(conv_dir, received, out, grace, lambda: len(received) > 1)
             state = load_state(conv_dir)
             node = (state.runtime.job or {}).get("node")
             if node and node != announced:
-                out.write(f"[agent] job {state.runtime.job['id']} started on {node}\n".encode())  # type: ignore[index]
-                out.flush()
+                out.line(f"[agent] job {state.runtime.job['id']} started on {node}")  # type: ignore[index]
                 announced = node
             if state.status not in ACTIVE:
                 break
@@ -223,10 +226,10 @@ def follow_job(conv_dir: Path, *, grace: float, show: bool, offset: int) -> Outc
         scheduled.wait_job_ended(conv_dir, state.runtime, JOB_EXIT_WAIT, give_up=lambda: len(received) > 1)
         copy_output(conv_dir, offset, out)
         state = control.reconcile(conv_dir, wait_for_stop=True)
-    return Outcome(state, received[0] if received else None, report)
+    return Outcome(state, received[0] if received else None, report, out)
 
 
-def attach_to(conv_dir: Path, out: BinaryIO, *, grace: float, watch_only: bool) -> Outcome:
+def attach_to(conv_dir: Path, out: Display, *, grace: float, watch_only: bool) -> Outcome:
     """Follow a run started elsewhere (detached, or in another shell) until its process
     is gone, showing its output from now on; return how it ended.
 
@@ -240,11 +243,10 @@ def attach_to(conv_dir: Path, out: BinaryIO, *, grace: float, watch_only: bool) 
     def over() -> bool:
         if received and not reports:
             name = signal.Signals(received[0]).name
-            out.write(f"\n[agent] {name}: stopping run {conv_dir.name} (again to kill at once)\n".encode())
-            out.flush()
+            out.line(f"[agent] {name}: stopping run {conv_dir.name} (again to kill at once)")
             reports.append(control.stop_run(conv_dir, grace=grace, requested_by=f"agent attach ({name})",
                                             hurry=lambda: len(received) > 1))
-        state = control.reconcile(conv_dir)
+        state = control.observe(conv_dir)
         # Its last words are printed after its final status is written: wait for the process
         # (or the scheduler's job) too.
         return state.status not in ACTIVE and control.all_gone(state.runtime)
@@ -259,4 +261,4 @@ def attach_to(conv_dir: Path, out: BinaryIO, *, grace: float, watch_only: bool) 
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     state = control.reconcile(conv_dir, wait_for_stop=True)
-    return Outcome(state, received[0] if received else None, reports[0] if reports else None)
+    return Outcome(state, received[0] if received else None, reports[0] if reports else None, out)

@@ -21,8 +21,8 @@ import click
 
 from agent_proc import conversation
 from agent_proc.conversation import ON_TIMEOUT_CHOICES, ConversationError, Settings
-from agent_proc.status import ACTIVE, RESUMABLE, IllegalTransition, Status
-from supervisor import __version__, backends, outcomes
+from agent_proc.status import ACTIVE, STARTABLE, IllegalTransition, Status
+from supervisor import __version__, backends, outcomes, terminal
 
 if TYPE_CHECKING:  # imported by the commands that need them
     from supervisor.attach import Outcome
@@ -68,8 +68,10 @@ class AgentGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except BrokenPipeError:
-            raise  # the reader went away (`agent logs ID | head`): click exits quietly
+        except BrokenPipeError:  # the reader went away (`agent ps | head -1`): not a failure
+            terminal.silence(sys.stdout)
+            terminal.silence(sys.stderr)
+            return None
         except backends.BackendError as error:  # a scheduler missing, unreachable, or refusing a job
             raise click.ClickException(str(error)) from None
         except OSError as error:
@@ -125,30 +127,55 @@ def _conv_dir(conv_id: str) -> Path:
 
 
 def _read_text(value: str, what: str) -> str:
-    text = sys.stdin.read() if value == "-" else value
+    """PROMPT or MESSAGE ('-': stdin) as text, under the one rule for text: it must be
+    valid UTF-8, or it is refused (exit 2) and nothing is created or queued."""
+    # argv bytes that are not UTF-8 arrive as lone surrogates; they are turned back into bytes
+    raw = sys.stdin.buffer.read() if value == "-" else value.encode("utf-8", "surrogateescape")
+    text = _utf8(raw, f"the {what}")
     if not text.strip():
         raise UsageError(f"the {what} is empty")
     return text
 
 
+def _utf8(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{what} is not valid UTF-8 (byte 0x{raw[error.start]:02x} at offset {error.start}); "
+                         "convert it first, e.g. with `iconv -f latin1 -t utf-8`") from None
+
+
+def _checked(value: str | None, what: str) -> str | None:
+    """An option's value under the same rule as PROMPT."""
+    return None if value is None else _utf8(value.encode("utf-8", "surrogateescape"), what)
+
+
 def _print_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    """JSON on stdout: the exact text, even on a terminal (json escapes control characters)."""
+    try:
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    except BrokenPipeError:
+        terminal.silence(sys.stdout)
 
 
 def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: bool,
            keep_partial: bool = False, placement: Placement | None = None,
            on_started: Callable[[], None] = lambda: None) -> None:
-    """Start the run, then either return (detached: a watcher process, here or in a
-    scheduler's job, supervises it) or follow it here, showing its output, and exit
-    with the code its outcome maps to. Here, in the foreground, this process is the
-    run's supervisor; a run a scheduler holds is followed through its files instead.
-    `on_started` is called once the child has the conversation (or the job is queued)."""
+    """Start the run and wait until its child has taken the conversation over (or its
+    scheduler's job is queued; then call `on_started`); then either return (detached:
+    a watcher process, here or in the job, supervises it) or follow it here, showing
+    its output, and exit with the code its outcome maps to. Here, in the foreground,
+    this process is the run's supervisor; a run a scheduler holds is followed through
+    its files instead.
+
+    A local run is `starting` from before any process is spawned, so a stop asked for
+    in that moment is honoured: the run is paused and never calls the model."""
     from supervisor import attach, control
     from supervisor.summary import summary
 
     backend = placement.backend if placement else backends.DEFAULT
     output_from = attach.output_size(conv_dir)  # a resumed run shows only what is new
-    if detach or backend != backends.DEFAULT:
+    if backend != backends.DEFAULT:
         request = backends.StartRequest(grace, keep_partial, conversation.load_state(conv_dir).settings.run_timeout,
                                         placement.args if placement else ())
         try:
@@ -170,9 +197,32 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
             click.echo(f"[agent] run {state.id} submitted: {backends.of(state.runtime).describe(state.runtime)}",
                        err=True)
         _exit_with(attach.follow_job(conv_dir, grace=grace, show=not quiet, offset=output_from), as_json)
-    child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), keep_partial=keep_partial)
+    token = control.mark_starting(conv_dir, "agent run -d" if detach else "agent run")
+    if detach:
+        watcher = control.spawn_watcher(conv_dir, grace=grace, token=token, keep_partial=keep_partial)
+        try:
+            state = control.wait_started(conv_dir, watcher, token)
+        except control.StoppedBeforeStart as stopped:
+            terminal.echo(f"[agent] {stopped}", err=True)
+            sys.exit(outcomes.EXIT_PAUSED)
+        except control.StartFailed as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:  # Ctrl+C before the run was under way: it must not start behind our back
+            control.abandon_start(conv_dir, watcher)
+            sys.exit(outcomes.EXIT_PAUSED)
+        on_started()
+        if as_json:
+            _print_json(summary(state))
+        else:
+            terminal.echo(state.id)
+        return
+    child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), token=token, keep_partial=keep_partial)
     try:
-        state = control.wait_started(conv_dir, child)
+        state = control.wait_started(conv_dir, child, token)
+    except control.StoppedBeforeStart as stopped:
+        child.wait()
+        terminal.echo(f"[agent] {stopped}", err=True)
+        sys.exit(outcomes.EXIT_PAUSED)
     except control.StartFailed as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:  # Ctrl+C before the child was under way: it must not run on
@@ -180,17 +230,15 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
         sys.exit(outcomes.EXIT_PAUSED)
     on_started()
     if not quiet:
-        click.echo(f"[agent] run {state.id} started (pid {child.pid}, model {state.model})", err=True)
+        terminal.echo(f"[agent] run {state.id} started (pid {child.pid}, model {state.model})", err=True)
     _exit_with(attach.supervise(conv_dir, child, grace=grace, show=not quiet, offset=output_from), as_json)
 
 
 def _exit_with(outcome: Outcome, as_json: bool) -> None:
     """Say how a followed run ended, and exit with the code that means it."""
-
-    state = outcome.state
     if outcome.report and not outcome.report.already_stopped:
-        click.echo(f"[agent] stopped in {outcome.report.duration_ms:.0f} ms ({outcome.report.method})", err=True)
-    _print_outcome(state, as_json)
+        outcome.display.line(f"[agent] stopped in {outcome.report.duration_ms:.0f} ms ({outcome.report.method})")
+    _print_outcome(outcome, as_json)
     sys.exit(_exit_code(outcome))
 
 
@@ -203,16 +251,20 @@ def _exit_code(outcome: Any) -> int:
     return code
 
 
-def _print_outcome(state: conversation.State, as_json: bool) -> None:
-    """How a run ended, as a foreground run prints it: the answer on stdout, else why not."""
+def _print_outcome(outcome: Any, as_json: bool) -> None:
+    """How a run ended, as a foreground run prints it: the answer on stdout, else why
+    not, on a line of its own after what the run printed (`attach.Outcome`)."""
     from supervisor.summary import summary
 
+    state = outcome.state
     if as_json:
         _print_json(summary(state))
     elif state.status is Status.FINISHED:
-        click.echo(state.final_answer or "")
+        terminal.echo(state.final_answer or "")
+    elif outcome.display.stream is not None:
+        outcome.display.line(f"[agent] {state.id} {state.status.value}: {state.status_reason}")
     else:
-        click.echo(f"[agent] {state.id} {state.status.value}: {state.status_reason}", err=True)
+        terminal.echo(f"[agent] {state.id} {state.status.value}: {state.status_reason}", err=True)
 
 
 _detach = click.option("-d", "--detach", is_flag=True, help="Run in the background; print the id and return.")
@@ -378,12 +430,14 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, na
     from supervisor import settings
 
     text = _read_text(prompt, "prompt")
+    workspace = _checked(workspace, "the workspace path") or "."
+    name = _checked(name, "the name")
     if name is not None:
         naming.check_name(name)
     label_set = naming.parse_labels(labels)
     if exclusive and not (name or label_set):
         raise UsageError("--exclusive needs --name or --label: it compares runs by them")
-    chosen = settings.resolve_model(model, base_url)
+    chosen = settings.resolve_model(_checked(model, "the model name"), _checked(base_url, "the base URL"))
     settings.check_key(chosen)
     placement = settings.resolve_placement(backend, sbatch_args)
     run_settings = settings.check_reasoning(chosen, Settings(**_given(**limits)))
@@ -447,7 +501,7 @@ def resume(conv_id: str, keep_partial: bool, model: str | None, base_url: str | 
     if state.status in ACTIVE:
         where = backends.of(state.runtime).describe(state.runtime)
         raise UsageError(f"conversation {state.id} is already {state.status.value} ({where})")
-    if state.status not in RESUMABLE:
+    if state.status not in STARTABLE:
         raise UsageError(f"conversation {state.id} is {state.status.value} and cannot be resumed")
     placement = settings.resolve_placement(backend, sbatch_args, last=state.runtime)
     if state.status is Status.FINISHED and not _has_new_message(conv_dir, events):
@@ -491,8 +545,9 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
     If the process has not exited after --grace seconds it gets SIGTERM, then its
     whole process tree gets SIGKILL. The conversation is then paused, with
     everything up to the interrupt (partial model output included) saved. Prints
-    how long the stop took. Interrupting a run that is not running changes nothing.
-    A run on Slurm gets the same through `scancel`; one still queued is cancelled.
+    how long the stop took. A run still starting is paused before its process
+    runs. Interrupting a run that is not running changes nothing. A run on Slurm
+    gets the same through `scancel`; one still queued is cancelled.
 
     \b
     Examples:
@@ -504,13 +559,21 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
     conv_dir = _conv_dir(conv_id)
     asked: list[int] = []
     signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))  # Ctrl+C here: stop waiting, kill
-    report = control.stop_run(conv_dir, grace=grace, requested_by="agent interrupt", hurry=lambda: bool(asked))
+    try:
+        report = control.stop_run(conv_dir, grace=grace, requested_by="agent interrupt", hurry=lambda: bool(asked))
+    except conversation.LockTimeout as error:
+        if not asked:
+            raise
+        terminal.echo(f"Error: {error}", err=True)
+        sys.exit(outcomes.EXIT_PAUSED)
     if as_json:
         from supervisor.summary import summary
 
         _print_json({**summary(conversation.load_state(conv_dir)), "stop": report.to_dict()})
     elif report.already_stopped:
-        click.echo(f"{report.conversation} is not running ({report.status.value}); nothing to stop", err=True)
+        terminal.echo(f"{report.conversation} is not running ({report.status.value}); nothing to stop", err=True)
+    elif report.before_start:
+        click.echo(f"{report.conversation} was starting; stopped before it ran; status {report.status.value}")
     else:
         click.echo(f"{report.conversation} stopped in {report.duration_ms:.0f} ms "
                    f"({' -> '.join(report.signals)}); status {report.status.value}")
@@ -528,8 +591,9 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
 def pause(conv_id: str, no_wait: bool, timeout: float | None, as_json: bool) -> None:
     """Pause a run politely: the model call or tool in progress finishes first.
 
-    A run still queued (its Slurm job not started) has no step in progress: its job
-    is cancelled and it is paused at once.
+    A run still starting is paused at once, before it calls the model. A run still
+    queued (its Slurm job not started) has no step in progress: its job is cancelled
+    and it is paused at once.
 
     \b
     Examples:
@@ -545,13 +609,15 @@ def pause(conv_id: str, no_wait: bool, timeout: float | None, as_json: bool) -> 
         report = control.stop_run(conv_dir, requested_by="agent pause")
         click.echo(f"{report.conversation} {report.status.value}")
         return
-    state = control.request_pause(conv_dir)
+    state, was_starting = control.request_pause(conv_dir)
     was_running = state.status is Status.RUNNING
     if was_running and not no_wait:
         state = control.wait_settled(conv_dir, timeout)
     still_running = was_running and not no_wait and state.status is Status.RUNNING
     if as_json:
         _print_json(summary(state))
+    elif was_starting:
+        click.echo(f"{state.id} was starting; paused before it ran")
     elif not was_running:
         click.echo(f"{state.id} is not running ({state.status.value}); nothing to pause", err=True)
     elif no_wait:
@@ -559,7 +625,7 @@ def pause(conv_id: str, no_wait: bool, timeout: float | None, as_json: bool) -> 
     elif still_running:
         click.echo(f"{state.id} is still running after {timeout} s; it will pause after its current step", err=True)
     else:
-        click.echo(f"{state.id} {state.status.value}" + (f": {state.status_reason}" if state.status_reason else ""))
+        terminal.echo(f"{state.id} {state.status.value}" + (f": {state.status_reason}" if state.status_reason else ""))
     if still_running:
         sys.exit(outcomes.EXIT_STILL_RUNNING)
 
@@ -571,8 +637,10 @@ def pause(conv_id: str, no_wait: bool, timeout: float | None, as_json: bool) -> 
 def send(conv_id: str, message: str, as_json: bool) -> None:
     """Give a conversation a user message ('-' reads it from stdin).
 
-    A running run takes it in before its next model call; otherwise it is kept
-    for the next `agent resume`.
+    A running (or starting) run takes it in before its next model call, and
+    before it would finish, so the model always sees it; a run stopped first
+    (interrupt, pause, error) keeps it for the next `agent resume`. Otherwise it
+    is stored for the next `agent resume`. The text must be valid UTF-8.
 
     \b
     Examples:
@@ -587,7 +655,8 @@ def send(conv_id: str, message: str, as_json: bool) -> None:
 
         _print_json({**summary(conversation.load_state(conv_dir)), "delivered_to": where})
     elif where == "inbox":
-        click.echo("queued: the run takes it in before its next model call", err=True)
+        click.echo("queued: the run takes it in before its next model call (or before it would finish); "
+                   "if the run is stopped first, it is kept for the next resume", err=True)
     else:
         click.echo("stored: it is sent to the model when the conversation is resumed", err=True)
 
@@ -614,9 +683,20 @@ def _filter_option(command: Any) -> Any:
                              "Repeatable: all must hold.")(command)
 
 
-def _echo(text: str) -> None:
+def _echo(text: str, *, exact: bool = False) -> None:
+    """Data on stdout: on a terminal with control characters escaped, unless `exact` (JSON)."""
     if text:
+        if exact:
+            _print_raw(text)
+        else:
+            terminal.echo(text)
+
+
+def _print_raw(text: str) -> None:
+    try:
         click.echo(text)
+    except BrokenPipeError:
+        terminal.silence(sys.stdout)
 
 
 @cli.command()
@@ -628,7 +708,7 @@ def _echo(text: str) -> None:
 @_format_option
 def ps(show_all: bool, quiet: bool, last: int | None, no_trunc: bool, filters: tuple[str, ...], fmt: str,
        as_json: bool) -> None:
-    """List running and queued conversations, newest first (all of them with -a).
+    """List running, starting and queued conversations, newest first (all of them with -a).
 
     A run whose liveness cannot be told from here (it runs on another machine, or
     its scheduler cannot be asked) is listed as it is, with a note on stderr.
@@ -643,7 +723,7 @@ def ps(show_all: bool, quiet: bool, last: int | None, no_trunc: bool, filters: t
       agent ps -a --filter label=job=nightly --filter since=7d
       agent ps --filter status=paused,error --format '{id} {name} {reason}'
       agent ps -n 5 --json
-      agent ps -q | xargs -n1 agent interrupt
+      agent ps -q | xargs -r -n1 agent interrupt
     """
     from supervisor import index, listing, query
 
@@ -663,10 +743,11 @@ def ps(show_all: bool, quiet: bool, last: int | None, no_trunc: bool, filters: t
         if fmt != "table":
             index.complete(entries)
         _echo(query.format_many(docs, fmt, lambda: listing.ps_table(
-            docs, colour=listing.use_colour(sys.stdout), truncate=not no_trunc)))
+            docs, colour=listing.use_colour(sys.stdout), truncate=not no_trunc)),
+          exact=fmt in ("json", "table"))  # the table makes its cells printable and colours itself
     problems += [f"{d['id']}: liveness unknown: {d['liveness_detail']}" for d in docs if d.get("liveness") == "unknown"]
     for problem in problems:
-        click.echo(f"warning: {problem}", err=True)
+        terminal.echo(f"warning: {problem}", err=True)
 
 
 @cli.command()
@@ -693,7 +774,7 @@ def show(conv_id: str, show_all: bool, tail: int | None, fmt: str, as_json: bool
     from supervisor.summary import summary
 
     conv_dir = _conv_dir(conv_id)
-    seen = control.inspect(conv_dir)
+    seen = control.observe_seen(conv_dir)
     events, _ = conversation.read_events(conv_dir)
     shown = events if show_all else [e for e in events if e["type"] not in render.BOOKKEEPING_EVENTS]
     if tail is not None:
@@ -705,8 +786,8 @@ def show(conv_id: str, show_all: bool, tail: int | None, fmt: str, as_json: bool
     if seen.probe:
         doc["state"].update(liveness=seen.probe.liveness.value, liveness_detail=seen.probe.detail)
     fmt = "json" if as_json else fmt
-    click.echo(query.format_one(doc, fmt, lambda: render.show_text(state, shown, pending, seen.probe),
-                                fields=doc["state"]))
+    _echo(query.format_one(doc, fmt, lambda: render.show_text(state, shown, pending, seen.probe),
+                           fields=doc["state"]), exact=fmt == "json")
 
 
 @cli.command()
@@ -736,13 +817,14 @@ def logs(conv_id: str, follow: bool, tail: int | None, since: str | None, timest
         offset = max(offset, found or 0)
     if timestamps:
         out = attach.Stamped(conv_dir, out, offset)
+    out = terminal.Display(out, escaping=terminal.is_terminal(sys.stdout))
     if not follow:
         attach.copy_output(conv_dir, offset, out)
         return
     def finished() -> bool:
         # The run's last words are printed after its final status is written: wait for
         # its process (or job) to be gone too, so that they are shown.
-        state = control.reconcile(conv_dir)
+        state = control.observe(conv_dir)
         return state.status not in ACTIVE and control.all_gone(state.runtime)
 
     try:
@@ -776,10 +858,10 @@ def wait(conv_id: str, timeout: float | None, fmt: str, as_json: bool) -> None:
         sys.exit(outcomes.EXIT_PAUSED)
     fmt = "json" if as_json else fmt
     if fmt == "table":
-        click.echo(f"{state.id} {state.status.value}" + (f": {state.status_reason}" if state.status_reason else ""),
-                   err=True)
+        terminal.echo(f"{state.id} {state.status.value}" + (f": {state.status_reason}" if state.status_reason else ""),
+                      err=True)
     else:
-        click.echo(query.format_one(summary(state), fmt, str))
+        _echo(query.format_one(summary(state), fmt, str), exact=fmt == "json")
     sys.exit(outcomes.exit_code_for(state))
 
 
@@ -788,32 +870,37 @@ def wait(conv_id: str, timeout: float | None, fmt: str, as_json: bool) -> None:
 @click.option("-f", "--force", is_flag=True, help="Stop a running run first (SIGINT, then SIGKILL within 2 s).")
 @_json
 def rm(conv_ids: tuple[str, ...], force: bool, as_json: bool) -> None:
-    """Delete conversations. A running one is refused unless -f. Their names are free again.
+    """Delete conversations; their names are free again. If one is running (or
+    starting), nothing is deleted unless -f, which stops it first.
 
     \b
     Examples:
       agent rm 3f9a
-      agent ps -a -q | xargs agent rm
+      agent ps -a -q | xargs -r agent rm
     """
     from supervisor import control, prune
     from supervisor.summary import summary
 
     dirs = [_conv_dir(c) for c in conv_ids]
+    states = [control.reconcile(conv_dir) for conv_dir in dirs]
+    active = [s for s in states if s.status in ACTIVE]
+    if active and not force:
+        names = ", ".join(f"{s.id} ({s.status.value})" for s in active)
+        raise UsageError(f"nothing deleted: {names} {'is' if len(active) == 1 else 'are'} running; "
+                         "interrupt first or use rm -f")
     removed = []
-    for conv_dir in dirs:
-        state = control.reconcile(conv_dir)
+    for conv_dir, state in zip(dirs, states, strict=True):
         if state.status in ACTIVE:
-            if not force:
-                raise UsageError(f"conversation {state.id} is {state.status.value}; interrupt it first or use rm -f")
             control.stop_run(conv_dir, grace=1.0, requested_by="agent rm -f")
             control.wait_supervisor_gone(conv_dir)
             state = conversation.load_state(conv_dir)
         freed = prune.remove(conv_dir)
         removed.append({**summary(state), "removed": True, "freed_bytes": freed})
         if not as_json:
-            click.echo(state.id)
+            terminal.echo(state.id)
     if as_json:
         _print_json(removed)
+
 
 @cli.command()
 @click.argument("pattern", required=False)
@@ -960,10 +1047,11 @@ def attach(conv_id: str, watch_only: bool, grace: float, as_json: bool) -> None:
 
     conv_dir = _conv_dir(conv_id)
     try:
-        outcome = attaching.attach_to(conv_dir, sys.stderr.buffer, grace=grace, watch_only=watch_only)
+        outcome = attaching.attach_to(conv_dir, terminal.Display(sys.stderr.buffer), grace=grace,
+                                      watch_only=watch_only)
     except KeyboardInterrupt:
         sys.exit(outcomes.EXIT_PAUSED)  # --watch-only: Ctrl+C stops watching, not the run
-    _print_outcome(outcome.state, as_json)
+    _print_outcome(outcome, as_json)
     sys.exit(_exit_code(outcome))
 
 
@@ -1292,12 +1380,15 @@ def main() -> None:
     """Console entry point: `agent`. Every error is one line on stderr."""
     try:
         cli.main(prog_name="agent", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as error:  # `agent` alone asks for the help: not an error
+        terminal.echo(error.format_message())
+        sys.exit(outcomes.EXIT_FINISHED)
     except click.UsageError as error:
         hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
-        click.echo(f"Error: {error.format_message()}{hint}", err=True)
+        terminal.echo(f"Error: {error.format_message()}{hint}", err=True)
         sys.exit(error.exit_code)
-    except click.ClickException as error:
-        click.echo(f"Error: {error.format_message()}", err=True)
+    except click.ClickException as error:  # it may quote a run's output or a server's message
+        terminal.echo(f"Error: {error.format_message()}", err=True)
         sys.exit(error.exit_code)
     except click.Abort:
         sys.exit(outcomes.EXIT_PAUSED)
@@ -1305,6 +1396,6 @@ def main() -> None:
     except Exception as error:  # a bug: still one line, unless asked for more
         if os.environ.get(DEBUG_ENV):
             raise
-        click.echo(f"Error: internal error: {type(error).__name__}: {error} (set {DEBUG_ENV}=1 for details)",
-                   err=True)
+        terminal.echo(f"Error: internal error: {type(error).__name__}: {error} (set {DEBUG_ENV}=1 for details)",
+                      err=True)
         sys.exit(outcomes.EXIT_FAILED)

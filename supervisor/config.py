@@ -107,12 +107,7 @@ def check_name(name: str) -> Key:
 
 @functools.lru_cache(maxsize=4)
 def _read(file: Path) -> dict[str, Any]:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{file}: not UTF-8 text: {e}") from None
+    text = load_text(file)
     try:
         doc = _toml().loads(text)
     except ValueError as e:  # tomllib.TOMLDecodeError
@@ -122,6 +117,18 @@ def _read(file: Path) -> dict[str, Any]:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{file}: {name} must be a single value, not a table or a list")
     return doc
+
+
+def load_text(file: Path) -> str:
+    """The config file's text ("" if there is none), under the rules of `_read`."""
+    try:
+        return conversation.read_private_file(file).decode("utf-8")
+    except FileNotFoundError:
+        return ""
+    except conversation.ConversationError as e:
+        raise ConfigError(str(e)) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{file}: not UTF-8 text: {e}") from None
 
 
 def load() -> dict[str, Any]:
@@ -204,7 +211,7 @@ def _rewrite(name: str, new_line: str, expected: Mapping[str, Any]) -> None:
     """Replace (or add, or with "" remove) the line of `name`, keeping every other line
     and comment; the result must parse to `expected` or nothing is written."""
     file = path()
-    text = file.read_text(encoding="utf-8") if file.exists() else ""
+    text = load_text(file)
     pattern = _line(name)
     if pattern.search(text):
         text = pattern.sub(lambda _: new_line, text, count=1)
@@ -216,7 +223,7 @@ def _rewrite(name: str, new_line: str, expected: Mapping[str, Any]) -> None:
         result = None
     if result != dict(expected):
         raise ConfigError(f"{file}: could not change {name} without disturbing the rest; edit the file by hand")
-    file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    conversation.make_private_dir(file.parent)
     conversation.write_atomic(file, text.encode())  # a private temporary file (0600), renamed
     _read.cache_clear()
 

@@ -9,6 +9,7 @@ so through the one state machine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import signal
@@ -23,25 +24,76 @@ import psutil
 
 from agent_proc import api_key, conversation
 from agent_proc.conversation import ConversationError, Runtime, State, load_state, transaction
-from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, same_host
+from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, process_start_ticks, same_host
 from agent_proc.providers import find_api_key, parse_model
-from agent_proc.status import ACTIVE, Status
+from agent_proc.status import ACTIVE, STARTABLE, Status
 from supervisor import backends, processes, scheduled
 
 STOP_LOCK_FILE = "stop.lock"
 START_TIMEOUT = 30.0
 TERM_WAIT = 0.5  # how long SIGTERM gets before SIGKILL, once SIGINT's grace has run out
+SWEEP_TIME = 3.0  # how long a stop keeps killing what is left of a run (a process that forks in a loop)
 
 
 class StartFailed(Exception):
     """The child exited before it took the conversation over."""
 
 
+class StoppedBeforeStart(Exception):
+    """`agent interrupt` or `agent pause` came while the run was starting: it is paused."""
+
+    def __init__(self, state: State) -> None:
+        super().__init__(f"run {state.id} was stopped before it started; it is paused")
+        self.state = state
+
+
+class AlreadyActive(ConversationError):
+    """A start asked for a conversation that is already starting or running."""
+
+
 # --------------------------------------------------------------------------- starting
 
 
+def mark_starting(conv_dir: Path, command: str = "agent run") -> str:
+    """Record, under the lock, that this process is about to start a child for the
+    conversation; return the start token that child must carry (as its marker).
+
+    From now on `agent interrupt` and `agent pause` can stop the run, and `ps` lists it.
+    """
+    with transaction(conv_dir) as txn:
+        state = txn.state
+        if state.status in ACTIVE:
+            raise AlreadyActive(f"conversation {state.id} is already {state.status.value}")
+        if state.status not in STARTABLE:
+            raise AlreadyActive(f"conversation {state.id} is {state.status.value} and cannot be started")
+        token = f"{state.id}-{os.urandom(8).hex()}"
+        me = os.getpid()
+        txn.set_status(Status.STARTING, "starting", token=token,
+                       starter={"pid": me, "start_ticks": process_start_ticks(me), "command": command})
+        return token
+
+
+def start_failed(conv_dir: Path, token: str, reason: str) -> State:
+    """A start that never reached its child's take-over ends `error` (if it is still ours)."""
+    with transaction(conv_dir) as txn:
+        if txn.state.status is Status.STARTING and (txn.state.start or {}).get("token") == token:
+            txn.set_status(Status.ERROR, reason, kind="start")
+        return txn.state
+
+
+def _stop_starting(txn: conversation.Transaction, requested_by: str) -> bool:
+    """In a transaction: a conversation still `starting` is paused at once; the child
+    that comes later finds it paused and does not run. Returns whether it was."""
+    if txn.state.status is not Status.STARTING:
+        return False
+    txn.set_status(Status.PAUSED, f"stopped by {requested_by} before it started", kind="interrupt")
+    txn.record("stopped", requested_by=requested_by, pid=os.getpid(), signals=[], method="before_start",
+               duration_ms=0.0, exit_ms=0.0, killed_descendants=0, survivors=[], escaped=[])
+    return True
+
+
 def _open_output(conv_dir: Path) -> int:
-    return os.open(conv_dir / conversation.OUTPUT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return conversation.open_fd(conv_dir / conversation.OUTPUT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 
 
 def _spawn(conv_dir: Path, argv: list[str], env: dict[str, str], cwd: str | None = None,
@@ -64,15 +116,15 @@ def _spawn(conv_dir: Path, argv: list[str], env: dict[str, str], cwd: str | None
             os.close(key_fd)
 
 
-def spawn_child(conv_dir: Path, *, supervisor_pid: int | None, keep_partial: bool = False,
+def spawn_child(conv_dir: Path, *, supervisor_pid: int | None, token: str, keep_partial: bool = False,
                 key: str | None = None) -> subprocess.Popen[bytes]:
-    """Start the run's child, `python -m agent_proc run ID`, in the workspace, with a
-    marker no other process has, and the API key (`key`, else the one chosen from our
-    environment) on a pipe."""
+    """Start the run's child, `python -m agent_proc run ID`, in the workspace, carrying
+    the start token (see `mark_starting`) as its marker, which no other process has,
+    and the API key (`key`, else the one chosen from our environment) on a pipe."""
     state = load_state(conv_dir)
     env = {k: v for k, v in os.environ.items() if k != SUPERVISOR_ENV}
     env["AGENT_HOME"] = str(conv_dir.parent.parent)
-    env[MARKER_ENV] = marker = f"{state.id}-{os.urandom(8).hex()}"
+    env[MARKER_ENV] = marker = token
     if supervisor_pid:
         env[SUPERVISOR_ENV] = str(supervisor_pid)
     # The marker is on the command line too: the child is not dumpable, so only root
@@ -81,32 +133,41 @@ def spawn_child(conv_dir: Path, *, supervisor_pid: int | None, keep_partial: boo
     return _spawn(conv_dir, argv, env, cwd=state.workspace, key=key or find_api_key(parse_model(state.model).provider))
 
 
-def spawn_watcher(conv_dir: Path, *, grace: float, keep_partial: bool = False) -> subprocess.Popen[bytes]:
+def spawn_watcher(conv_dir: Path, *, grace: float, token: str, keep_partial: bool = False) -> subprocess.Popen[bytes]:
     """Start the process that supervises a detached run (`python -m supervisor.watcher`):
     it starts the child, enforces the run's limits and records how it ended. It gets
     the API key on a pipe, to hand it on to the child the same way."""
-    argv = ["-m", "supervisor.watcher", conv_dir.name, "--grace", str(grace),
+    argv = ["-m", "supervisor.watcher", conv_dir.name, "--grace", str(grace), "--token", token,
             *(["--keep-partial"] if keep_partial else [])]
     key = find_api_key(parse_model(load_state(conv_dir).model).provider)
     return _spawn(conv_dir, argv, {**os.environ, "AGENT_HOME": str(conv_dir.parent.parent)}, key=key)
 
 
-def wait_started(conv_dir: Path, process: subprocess.Popen[bytes], timeout: float = START_TIMEOUT,
-                 *, as_supervisor: bool = False) -> State:
-    """Wait until the child has recorded itself as the conversation's process (started
-    by `process` itself, or, with `as_supervisor`, by the watcher `process`)."""
+def wait_started(conv_dir: Path, process: subprocess.Popen[bytes], token: str,
+                 timeout: float = START_TIMEOUT) -> State:
+    """Wait until the child carrying `token` has taken the conversation over (started
+    by `process` itself, or by the watcher `process`).
+
+    Raises `StoppedBeforeStart` if a stop came first, `StartFailed` if `process` exited
+    before any take-over (the conversation then ends `error`).
+    """
     deadline = time.monotonic() + timeout
     while True:
+        exited = process.poll() is not None
         state = load_state(conv_dir)
-        runtime = state.runtime
-        if (runtime.supervisor_pid if as_supervisor else runtime.pid) == process.pid:
+        if state.runtime.marker == token:
             return state
-        if process.poll() is not None:
-            raise StartFailed(f"the run's process exited ({process.returncode}) before starting: "
-                              f"{_last_line(conv_dir)}")
+        if (state.start or {}).get("token") == token and state.status is Status.PAUSED:
+            raise StoppedBeforeStart(state)
+        if exited:
+            reason = f"the run's process exited ({process.returncode}) before starting: {_last_line(conv_dir)}"
+            start_failed(conv_dir, token, reason)
+            raise StartFailed(reason)
         if time.monotonic() > deadline:
             process.kill()
-            raise StartFailed(f"the run's process did not start within {timeout:.0f} s")
+            reason = f"the run's process did not start within {timeout:.0f} s"
+            start_failed(conv_dir, token, reason)
+            raise StartFailed(reason)
         time.sleep(0.01)
 
 
@@ -118,14 +179,15 @@ def launch(conv_dir: Path, backend_name: str, request: backends.StartRequest) ->
     started = backend.start(conv_dir, request)
     if started.job is not None:
         return scheduled.record_submission(conv_dir, backend, started.job)
-    assert started.process is not None
-    return wait_started(conv_dir, started.process, as_supervisor=True)
+    assert started.process is not None and started.token is not None
+    return wait_started(conv_dir, started.process, started.token)
 
 
 def abandon_start(conv_dir: Path, child: subprocess.Popen[bytes], grace: float = 1.0) -> None:
-    """Stop a child that was asked to stop before `wait_started` returned: SIGINT first
-    (if it has taken the conversation over, it records the pause), SIGKILL if need be."""
-    child.send_signal(signal.SIGINT)
+    """Stop a run that was asked to stop (Ctrl+C) before `wait_started` returned: a
+    `starting` conversation is paused at once; a child that has taken it over is
+    stopped like `agent interrupt` does."""
+    stop_run(conv_dir, grace=grace, requested_by="agent run (SIGINT)")
     try:
         child.wait(grace)
     except subprocess.TimeoutExpired:
@@ -136,9 +198,10 @@ def abandon_start(conv_dir: Path, child: subprocess.Popen[bytes], grace: float =
 
 def _last_line(conv_dir: Path) -> str:
     try:
-        lines = (conv_dir / conversation.OUTPUT_FILE).read_text(errors="replace").strip().splitlines()
-    except OSError:
+        text = conversation.read_file(conv_dir / conversation.OUTPUT_FILE).decode(errors="replace")
+    except (OSError, ConversationError):
         return "no output"
+    lines = text.strip().splitlines()
     return lines[-1] if lines else "no output"
 
 
@@ -146,16 +209,21 @@ def _last_line(conv_dir: Path) -> str:
 
 
 @contextlib.contextmanager
-def _stop_lock(conv_dir: Path, *, wait: bool = True) -> Iterator[bool]:
+def _stop_lock(conv_dir: Path, *, wait: bool = True, give_up: Callable[[], bool] | None = None) -> Iterator[bool]:
     """Held while a stop is under way, so that two stops make one, and so that nobody
-    reconciles a run whose process a stop has just killed but not yet recorded."""
-    fd = os.open(conv_dir / STOP_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    reconciles a run whose process a stop has just killed but not yet recorded. Waited
+    for a bounded time, like the conversation's lock."""
+    fd = conversation.open_fd(conv_dir / STOP_LOCK_FILE, os.O_RDWR | os.O_CREAT)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+        if wait:
+            conversation.wait_for_lock(fd, f"the stop of {conv_dir.name}", give_up=give_up,
+                                       timeout=conversation.LOCK_WAIT + SWEEP_TIME + 5.0)
+        else:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
         yield True
     finally:
         os.close(fd)
@@ -170,9 +238,10 @@ class Seen:
 
 
 def inspect(conv_dir: Path, *, wait_for_stop: bool = False) -> Seen:
-    """The conversation's state, corrected if it says a run is under way (`running`,
-    `queued`) that its backend knows to be gone. An unknown liveness (a run on another
-    host, a scheduler that cannot be asked) changes nothing.
+    """The conversation's state, corrected if it says a run is under way (`queued`,
+    `starting`, `running`) that is known to be gone: its process, the process starting
+    it, or its scheduler's job. An unknown liveness (a run on another host, a scheduler
+    that cannot be asked) changes nothing.
 
     While a stop is under way (another shell's `agent interrupt`), its record is about
     to be written: with `wait_for_stop` we wait for it, otherwise we leave it be.
@@ -180,12 +249,12 @@ def inspect(conv_dir: Path, *, wait_for_stop: bool = False) -> Seen:
     state = load_state(conv_dir)
     if state.status not in ACTIVE:
         return Seen(state, None)
-    probe = _probe(state.runtime)
+    probe = _probe(state)
     if probe.liveness is not backends.Liveness.GONE:
         return Seen(state, probe)
     with _stop_lock(conv_dir, wait=wait_for_stop) as free:
         if free:
-            state = _record_vanished(conv_dir, state.runtime, probe)
+            state = _record_vanished(conv_dir, state, probe)
     return Seen(state, probe)
 
 
@@ -197,33 +266,100 @@ def reconcile(conv_dir: Path, *, wait_for_stop: bool = False) -> State:
 def reconcile_locked(conv_dir: Path) -> State:
     """`reconcile` for a caller that holds the stop lock."""
     state = load_state(conv_dir)
-    return _record_vanished(conv_dir, state.runtime, _probe(state.runtime)) if state.status in ACTIVE else state
+    return _record_vanished(conv_dir, state, _probe(state)) if state.status in ACTIVE else state
 
 
-def _probe(runtime: Runtime, *, ask_scheduler: bool = False) -> backends.Probe:
+def observe_seen(conv_dir: Path) -> Seen:
+    """`inspect` as readers (`ps`, `show`, `wait`) show it: if the correction cannot be
+    written (a full or read-only disk), it is shown, marked as not recorded, instead of
+    failing. A local run whose supervisor is stopped or gone says so."""
+    try:
+        seen = inspect(conv_dir)
+    except OSError as error:
+        state = load_state(conv_dir)
+        probe = _probe(state) if state.status in ACTIVE else None
+        if probe is None or probe.liveness is not backends.Liveness.GONE:
+            raise
+        shown = dataclasses.replace(state, status=Status.ERROR, status_kind="unrecorded")
+        shown.status_reason = f"[not recorded: {error.strerror or error}] {probe.detail}"
+        return Seen(shown, probe)
+    state = seen.state
+    if state.status is Status.RUNNING and (problem := supervisor_problem(state)):
+        state = dataclasses.replace(state, status_reason=f"{problem}; {state.status_reason or ''}".rstrip("; "))
+    return Seen(state, seen.probe)
+
+
+def observe(conv_dir: Path) -> State:
+    """`observe_seen`, for callers that only want the state."""
+    return observe_seen(conv_dir).state
+
+
+def supervisor_problem(state: State) -> str | None:
+    """Why the run's limits may not be enforced from outside: its supervising process
+    is gone or stopped (the child's own backstop still holds them). Only a command on
+    the run's host can tell."""
+    runtime = state.runtime
+    if not runtime.supervisor_pid or not same_host(runtime.host):
+        return None
+    child = processes.identify(runtime)
+    try:
+        if child is None or child.ppid() != runtime.supervisor_pid:
+            return f"its supervisor (pid {runtime.supervisor_pid}) is gone"
+        if psutil.Process(runtime.supervisor_pid).status() == psutil.STATUS_STOPPED:
+            return f"its supervisor (pid {runtime.supervisor_pid}) is stopped"
+    except psutil.Error:
+        return f"its supervisor (pid {runtime.supervisor_pid}) is gone"
+    return None
+
+
+def _probe(state: State, *, ask_scheduler: bool = False) -> backends.Probe:
+    """Whether the run the state says is under way still is. A `starting` run is alive
+    while the process starting it is (a scheduler's job, if that is on another host)."""
+    if state.status is Status.STARTING:
+        starter = (state.start or {}).get("starter") or {}
+        if starter.get("host") and not same_host(starter["host"]):
+            if state.runtime.awaiting_process:
+                return _probe_runtime(state.runtime, ask_scheduler=ask_scheduler)
+            where = starter["host"].get("hostname")
+            return backends.Probe(backends.Liveness.UNKNOWN, f"it is being started on {where}")
+        if processes.is_alive(starter.get("pid"), starter.get("start_ticks")):
+            return backends.Probe(backends.Liveness.ALIVE, f"being started by pid {starter.get('pid')}")
+        return backends.Probe(backends.Liveness.GONE, f"the process starting it (pid {starter.get('pid')}, "
+                                                      f"{starter.get('command')}) is gone")
+    return _probe_runtime(state.runtime, ask_scheduler=ask_scheduler)
+
+
+def _probe_runtime(runtime: Runtime, *, ask_scheduler: bool = False) -> backends.Probe:
     try:
         return backends.of(runtime).probe(runtime, ask_scheduler=ask_scheduler)
     except backends.BackendError as error:
         return backends.Probe(backends.Liveness.UNKNOWN, str(error))
 
 
-def _same_start(a: Runtime, b: Runtime) -> bool:
-    return (a.pid, a.start_ticks, (a.job or {}).get("id")) == (b.pid, b.start_ticks, (b.job or {}).get("id"))
+def _same_start(a: State, b: State) -> bool:
+    ra, rb = a.runtime, b.runtime
+    return ((a.status, (a.start or {}).get("token"), ra.pid, ra.start_ticks, (ra.job or {}).get("id"))
+            == (b.status, (b.start or {}).get("token"), rb.pid, rb.start_ticks, (rb.job or {}).get("id")))
 
 
-def _record_vanished(conv_dir: Path, seen: Runtime, probe: backends.Probe) -> State:
+def _record_vanished(conv_dir: Path, seen: State, probe: backends.Probe) -> State:
     """Under the stop lock: mark a run that `probe` found gone as failed (or, for a job
     cancelled before it started, paused), and end whatever it left behind here
     (tools of a child that crashed run on under init)."""
     with transaction(conv_dir) as txn:
-        runtime = txn.state.runtime
-        if txn.state.status in ACTIVE and probe.liveness is backends.Liveness.GONE and _same_start(runtime, seen):
-            orphans = processes.marked(runtime.marker) if same_host(runtime.host) else []
+        state = txn.state
+        runtime = state.runtime
+        if state.status in ACTIVE and probe.liveness is backends.Liveness.GONE and _same_start(state, seen):
+            starting = state.status is Status.STARTING
+            marker = (state.start or {}).get("token") if starting else runtime.marker
+            here = same_host(((state.start or {}).get("starter") or {}).get("host") if starting else runtime.host)
+            orphans = processes.marked(marker) if here else []
             processes.send(orphans, signal.SIGKILL)
-            txn.record("reconciled", reason=probe.detail, pid=runtime.pid, killed=[_describe(p) for p in orphans])
-            if runtime.ended_at is None:
+            txn.record("reconciled", reason=probe.detail, pid=None if starting else runtime.pid,
+                       killed=[_describe(p) for p in orphans])
+            if not starting and runtime.ended_at is None:
                 txn.record("exited", exit_code=None)
-            if txn.state.status is Status.QUEUED and probe.cancelled:
+            if state.status is Status.QUEUED and probe.cancelled:
                 txn.set_status(Status.PAUSED, f"{probe.detail}; nothing ran", kind="cancelled")
             else:
                 txn.set_status(Status.ERROR, probe.detail)
@@ -245,10 +381,12 @@ class StopReport:
     killed_descendants: int = 0
     survivors: list[int] = field(default_factory=list)  # pids that outlived even SIGKILL
     escaped: list[str] = field(default_factory=list)  # processes of the run found outside its tree
+    before_start: bool = False  # it was `starting`, and is paused before its child ran
 
     def to_dict(self) -> dict[str, object]:
         return {
             "id": self.conversation, "status": self.status.value, "already_stopped": self.already_stopped,
+            "before_start": self.before_start,
             "method": self.method, "signals": self.signals, "duration_ms": self.duration_ms,
             "exit_ms": self.exit_ms,
             "killed_descendants": self.killed_descendants, "survivors": self.survivors, "escaped": self.escaped,
@@ -272,7 +410,11 @@ def stop_run(
     # the lock elsewhere (the command that signalled it through the scheduler, and
     # waits for it): it must not wait for that lock.
     for_a_scheduler = runtime.backend != backends.DEFAULT and not _through_scheduler(runtime)
-    with contextlib.nullcontext() if for_a_scheduler else _stop_lock(conv_dir):
+    with contextlib.nullcontext() if for_a_scheduler else _stop_lock(conv_dir, give_up=hurry):
+        with transaction(conv_dir, give_up=hurry) as txn:
+            if _stop_starting(txn, requested_by):
+                return StopReport(txn.state.id, txn.state.status, already_stopped=False, method="before_start",
+                                  before_start=True)
         state = load_state(conv_dir)
         if state.status in ACTIVE and _through_scheduler(state.runtime):
             return scheduled.stop(conv_dir, state, grace=grace, requested_by=requested_by, hurry=hurry, started=started)
@@ -295,18 +437,16 @@ def stop_run(
                 signals.append("SIGKILL")
         exit_ms = round((time.monotonic() - signalled) * 1000, 1)
         # Whatever the child did, nothing the run started may outlive the stop: what is
-        # left of the snapshot, and anything carrying the run's marker that got out of it.
-        leftovers = processes.alive(tree)
-        pids = {p.pid for p in tree}
-        escaped = [p for p in processes.marked(state.runtime.marker) if p.pid not in pids]
-        processes.send(leftovers + escaped, signal.SIGKILL)
-        survivors = [p.pid for p in processes.wait_gone(tree + escaped, 2.0)]
+        # left of the snapshot, and anything carrying the run's marker that got out of it,
+        # again and again until none is left (a process that forks and exits in a loop).
+        sweep = processes.sweep(tree, state.runtime.marker, SWEEP_TIME)
+        leftovers, escaped, survivors = sweep.killed_in_tree, sweep.escaped, sweep.survivors
         killed = len([p for p in leftovers if p is not process]) + len(escaped)
-        escaped_info = [_describe(p) for p in escaped]
+        escaped_info = [_describe(p) for p in escaped[:20]] + ([f"... {len(escaped) - 20} more"] * (len(escaped) > 20))
         duration_ms = round((time.monotonic() - started) * 1000, 1)
         method = {1: "sigint", 2: "sigterm", 3: "sigkill"}[len(signals)]
 
-        with transaction(conv_dir) as txn:
+        with transaction(conv_dir, give_up=hurry) as txn:
             if txn.state.status is Status.RUNNING:
                 # The child died before it could write its own record.
                 during = "model_call" if txn.state.current_call else "unknown"
@@ -365,22 +505,25 @@ def wait_supervisor_gone(conv_dir: Path, timeout: float = 3.0) -> None:
 # --------------------------------------------------------------------------- pausing and waiting
 
 
-def request_pause(conv_dir: Path) -> State:
-    """Ask a running child to pause after its current model call or tool."""
+def request_pause(conv_dir: Path) -> tuple[State, bool]:
+    """Ask a running child to pause after its current model call or tool; a run still
+    `starting` is paused at once. Returns the state, and whether it was starting."""
     state = reconcile(conv_dir)
-    if state.status is not Status.RUNNING:
-        return state
+    if state.status not in ACTIVE:
+        return state, False
     with transaction(conv_dir) as txn:
+        if _stop_starting(txn, "agent pause"):
+            return txn.state, True
         if txn.state.status is Status.RUNNING and not txn.state.pause_requested:
             txn.record("pause_requested", pid=os.getpid())
-        return txn.state
+        return txn.state, False
 
 
 def wait_settled(conv_dir: Path, timeout: float | None = None, poll: float = 0.05) -> State:
     """Wait until no run is under way (or `timeout`); return the conversation's state."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        state = reconcile(conv_dir)
+        state = observe(conv_dir)
         if state.status not in ACTIVE:
             return state
         if deadline is not None and time.monotonic() >= deadline:

@@ -13,6 +13,7 @@ sees is exactly what they would type.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -21,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from supervisor.scripted_server import start_server
+from supervisor import outcomes, terminal
+from supervisor.scripted_server import ScriptedServer, start_server
 
 PROMPT = ("Five houses in a row, each of a different colour, owner nationality, drink, cigar and pet. "
           "Using the fifteen classic clues, who owns the fish? Write the answer to puzzle_solution.txt.")
@@ -67,7 +69,7 @@ def demo_script(stream_seconds: float) -> dict[str, object]:
 
 
 def _say(text: str) -> None:
-    print(f"\n\033[1m# {text}\033[0m" if sys.stdout.isatty() else f"\n# {text}", flush=True)
+    print(f"\n\033[1m# {text}\033[0m" if terminal.use_colour(sys.stdout) else f"\n# {text}", flush=True)
 
 
 def _agent(*args: str, capture: bool = True) -> subprocess.CompletedProcess[str]:
@@ -78,60 +80,82 @@ def _agent(*args: str, capture: bool = True) -> subprocess.CompletedProcess[str]
 
 
 def run_demo(workspace: str | None, watch_seconds: float) -> int:
-    """Run the demo; return 0 if every step did what it should."""
+    """Run the demo; return 0 if every step did what it should.
+
+    Ctrl+C, or its output being closed, ends it cleanly: its run is stopped and its
+    conversation removed (its model server, on a port that is about to close, could
+    never serve a resume), and the server is stopped.
+    """
     work = Path(workspace or tempfile.mkdtemp(prefix="agent-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     os.chdir(work)
     server = start_server(demo_script(stream_seconds=25.0))
+    started: list[str] = []
     try:
-        _say(f"The scripted model server is listening at {server.url} (no key, no network needed).")
-        _say(f"Start a run in the background. As {MODEL}, a reasoning model, it talks over the Responses API "
-             "and streams its reasoning, slowly, before it answers. The commands it runs are sandboxed: "
-             "they may write only to the workspace and a private /tmp.")
-        started = _agent("run", "-d", "-m", MODEL, "--reasoning-effort", "high", "--base-url", server.url, PROMPT)
-        if started.returncode != 0:
-            print(started.stderr, file=sys.stderr)
-            return 1
-        conv_id = started.stdout.strip()
-        print(conv_id)
-
-        _say(f"Watch it think for {watch_seconds:.0f} seconds (agent logs -f would follow it).")
-        from agent_proc import conversation
-
-        log = conversation.resolve(conv_id) / conversation.OUTPUT_FILE
-        deadline, offset = time.monotonic() + watch_seconds, 0
-        while time.monotonic() < deadline:
-            data = log.read_bytes()[offset:]
-            offset += len(data)
-            sys.stdout.write(data.decode(errors="replace"))
-            sys.stdout.flush()
-            time.sleep(0.1)
-
-        _say("Interrupt it now, while it is still reasoning: SIGINT reaches the child, the HTTP call is abandoned.")
-        stopped = _agent("interrupt", conv_id)
-        print(stopped.stdout.strip() or stopped.stderr.strip())
-        disconnected = server.wait_for("client_disconnected", timeout=5)
-        print(f"(the server saw the client hang up: {'yes' if disconnected else 'NO'})")
-
-        _say("The conversation is paused. The reasoning so far was kept, and priced: estimated from its length, "
-             "since the call never got to report its usage.")
-        shown = _agent("show", conv_id)
-        lines = shown.stdout.splitlines()
-        print("\n".join(line for line in lines if line.startswith(("status:", "sandbox:", "last stop:"))))
-        first = next((i for i, line in enumerate(lines) if "PARTIAL" in line), len(lines))
-        last = next((i for i, line in enumerate(lines) if "INTERRUPTED" in line), first)
-        print("\n".join(lines[first:last + 1]))
-
-        _say("Resume it in the foreground: it thinks again, answers, writes the file and finishes.")
-        resumed = _agent("resume", conv_id, capture=False)
-
-        _say("The file the agent wrote:")
-        solution = work / "puzzle_solution.txt"
-        print(f"$ cat {solution}")
-        print(solution.read_text().strip() if solution.exists() else "(missing)")
-        ok = stopped.returncode == 0 and bool(disconnected) and resumed.returncode == 0 and solution.exists()
-        _say("Demo complete: a real run, a real interrupt, a resume." if ok else "Demo FAILED: see above.")
-        print(f"Try: agent show {conv_id}    agent ps -a    agent logs {conv_id}")
-        return 0 if ok else 1
+        return _steps(server, work, watch_seconds, started)
+    except (KeyboardInterrupt, BrokenPipeError) as stop:
+        if isinstance(stop, BrokenPipeError):
+            terminal.silence(sys.stdout)
+        for conv_id in started:
+            subprocess.run([sys.executable, "-m", "supervisor", "rm", "-f", conv_id], capture_output=True, timeout=60)
+        with contextlib.suppress(BrokenPipeError):
+            print("\n# demo stopped; its run and its conversation were removed", file=sys.stderr)
+        return outcomes.EXIT_PAUSED
     finally:
         server.stop()
+
+
+def _steps(server: ScriptedServer, work: Path, watch_seconds: float, started_ids: list[str]) -> int:
+    """The demo proper; the ids of conversations it starts go to `started_ids`."""
+    _say(f"The scripted model server is listening at {server.url} (no key, no network needed).")
+    _say(f"Start a run in the background. As {MODEL}, a reasoning model, it talks over the Responses API "
+         "and streams its reasoning, slowly, before it answers. The commands it runs are sandboxed: "
+         "they may write only to the workspace and a private /tmp.")
+    started = _agent("run", "-d", "-m", MODEL, "--reasoning-effort", "high", "--base-url", server.url, PROMPT)
+    if started.returncode != 0:
+        print(started.stderr, file=sys.stderr)
+        return 1
+    conv_id = started.stdout.strip()
+    started_ids.append(conv_id)
+    print(conv_id)
+
+    _say(f"Watch it think for {watch_seconds:.0f} seconds (agent logs -f would follow it).")
+    from agent_proc import conversation
+
+    log = conversation.resolve(conv_id) / conversation.OUTPUT_FILE
+    deadline, offset = time.monotonic() + watch_seconds, 0
+    shown = terminal.Display(sys.stdout.buffer)
+    while time.monotonic() < deadline:
+        data = conversation.read_file(log, offset)
+        offset += len(data)
+        shown.write(data)
+        if shown.stream is None:
+            raise BrokenPipeError("the demo's output was closed")
+        time.sleep(0.1)
+
+    _say("Interrupt it now, while it is still reasoning: SIGINT reaches the child, the HTTP call is abandoned.")
+    stopped = _agent("interrupt", conv_id)
+    print(stopped.stdout.strip() or stopped.stderr.strip())
+    disconnected = server.wait_for("client_disconnected", timeout=5)
+    print(f"(the server saw the client hang up: {'yes' if disconnected else 'NO'})")
+
+    _say("The conversation is paused. The reasoning so far was kept, and priced: estimated from its length, "
+         "since the call never got to report its usage.")
+    shown = _agent("show", conv_id)
+    lines = shown.stdout.splitlines()
+    print("\n".join(line for line in lines if line.startswith(("status:", "sandbox:", "last stop:"))))
+    first = next((i for i, line in enumerate(lines) if "PARTIAL" in line), len(lines))
+    last = next((i for i, line in enumerate(lines) if "INTERRUPTED" in line), first)
+    print("\n".join(lines[first:last + 1]))
+
+    _say("Resume it in the foreground: it thinks again, answers, writes the file and finishes.")
+    resumed = _agent("resume", conv_id, capture=False)
+
+    _say("The file the agent wrote:")
+    solution = work / "puzzle_solution.txt"
+    print(f"$ cat {solution}")
+    print(solution.read_text().strip() if solution.exists() else "(missing)")
+    ok = stopped.returncode == 0 and bool(disconnected) and resumed.returncode == 0 and solution.exists()
+    _say("Demo complete: a real run, a real interrupt, a resume." if ok else "Demo FAILED: see above.")
+    print(f"Try: agent show {conv_id}    agent ps -a    agent logs {conv_id}")
+    return 0 if ok else 1

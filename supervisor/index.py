@@ -61,6 +61,9 @@ def _history_key(events_path: str) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
+ACTIVE_VALUES = frozenset(status.value for status in ACTIVE)
+
+
 def _load(home: Path) -> dict[str, Any]:
     try:
         doc = json.loads((home / INDEX_FILE).read_bytes())
@@ -73,7 +76,7 @@ def _load(home: Path) -> dict[str, Any]:
 def _fresh(hit: Any, key: list[int] | None) -> bool:
     """Whether a cached entry (`[key, summary, usage]`) is for this very history."""
     return (key is not None and isinstance(hit, list) and len(hit) == 3 and hit[0] == key
-            and isinstance(hit[1], dict) and hit[1].get("status") not in {s.value for s in ACTIVE})
+            and isinstance(hit[1], dict) and hit[1].get("status") not in ACTIVE_VALUES)
 
 
 def _save(home: Path, entries: dict[str, Any]) -> None:
@@ -134,7 +137,7 @@ def _current(conv_dir: Path, problems: list[str]) -> tuple[State, Any] | None:
         if state.status in ACTIVE:
             from supervisor import control
 
-            seen = control.inspect(conv_dir)
+            seen = control.inspect(conv_dir, observing=True)  # shown as it is even where it cannot be recorded
             state, probe = seen.state, seen.probe
         if not state.prompt:  # recorded by an older version, which kept no preview
             state.prompt = _first_prompt(conv_dir)

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from supervisor import render
 
 COLUMNS = ("ID", "NAME", "STATUS", "AGE", "MODEL", "COST", "PROMPT")
-STATUS_COLOURS = {"running": "32", "paused": "33", "error": "31", "finished": "34", "idle": "2"}
+STATUS_COLOURS = {"starting": "36", "running": "32", "paused": "33", "error": "31", "finished": "34", "idle": "2"}
 MIN_PROMPT = 20
 
 

@@ -35,6 +35,7 @@ def exit_code_for(state: State) -> int:
     return {
         Status.FINISHED: EXIT_FINISHED,
         Status.PAUSED: EXIT_PAUSED,
+        Status.STARTING: EXIT_STILL_RUNNING,
         Status.RUNNING: EXIT_STILL_RUNNING,
         Status.QUEUED: EXIT_STILL_RUNNING,
         Status.IDLE: EXIT_STILL_RUNNING,

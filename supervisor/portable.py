@@ -24,7 +24,7 @@ from typing import Any
 
 from agent_proc import conversation, naming
 from agent_proc.conversation import ConversationError, State, apply_event
-from agent_proc.status import Status
+from agent_proc.status import ACTIVE, Status
 
 FORMAT = "agent-conversation"
 FORMAT_VERSION = 1
@@ -124,7 +124,8 @@ def install(doc: dict[str, Any], *, workspace: str | None, new_id: bool, source:
         if not os.path.isdir(workspace):
             raise BadExport(f"its workspace {workspace} does not exist here; give one with -w DIR")
     root = conversation.conversations_root()
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    conversation.make_private_dir(root)
+    conversation.check_home()
     original = doc["id"]
     conv_id = conversation.new_id() if new_id else original
     if (root / conv_id).exists():
@@ -166,7 +167,7 @@ def _write(conv_dir: Path, conv_id: str, doc: dict[str, Any], *, workspace: str,
     with conversation.transaction(conv_dir) as txn:
         txn.record("imported", workspace=workspace, exported_at=doc.get("exported_at"),
                    exported_from=doc.get("exported_from"), original_id=original)
-        if txn.state.status is Status.RUNNING:
+        if txn.state.status in ACTIVE:
             txn.set_status(Status.PAUSED, "imported from a copy taken while it was running", kind="imported")
         for message in doc.get("pending_messages") or []:
             txn.record("user_message", content=message, source="send")

@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import psutil
 
@@ -40,6 +41,19 @@ def identify(runtime: Runtime) -> psutil.Process | None:
         return process
     except psutil.NoSuchProcess:
         return None
+
+
+def is_alive(pid: int | None, start_ticks: int | None) -> bool:
+    """Whether the process `pid` that started at `start_ticks` still runs (not a zombie,
+    not a newer process with a reused pid)."""
+    if not pid:
+        return False
+    try:
+        if start_ticks is not None and process_start_ticks(pid) != start_ticks:
+            return False
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _has_marker(process: psutil.Process, marker: str) -> bool:
@@ -117,3 +131,42 @@ def wait_gone(
         if not survivors or time.monotonic() >= deadline or (give_up and give_up()):
             return survivors
         time.sleep(poll)
+
+
+@dataclass
+class Sweep:
+    killed_in_tree: list[psutil.Process]  # what was left of the snapshot
+    escaped: list[psutil.Process]  # processes of the run found outside it
+    survivors: list[int]  # pids still alive when the time ran out
+
+
+def sweep(tree: list[psutil.Process], marker: str | None, seconds: float) -> Sweep:
+    """Kill what is left of `tree` and every process carrying `marker`, round after
+    round, until a scan finds none or `seconds` have passed.
+
+    One round is not enough for a process that forks and exits in a loop: by the time
+    it is killed, its child has taken its place. Each round stops everything it found
+    (SIGSTOP) before it kills, so that what is caught cannot fork any more.
+    """
+    deadline = time.monotonic() + seconds
+    in_tree = alive(tree)
+    known = {p.pid for p in tree}
+    escaped: list[psutil.Process] = []
+    found = in_tree + [p for p in marked(marker) if p.pid not in known]
+    while found:
+        for process in found:
+            with contextlib.suppress(psutil.Error):
+                process.send_signal(signal.SIGSTOP)
+        for process in found:
+            with contextlib.suppress(psutil.Error):
+                process.send_signal(signal.SIGKILL)
+        for process in found:
+            if process.pid not in known:
+                known.add(process.pid)
+                escaped.append(process)
+        wait_gone(found, 0.5)
+        if time.monotonic() >= deadline:
+            break
+        found = alive(found) + [p for p in marked(marker) if p.pid not in known]
+    survivors = alive(tree + escaped) + [p for p in marked(marker) if p.pid not in known]
+    return Sweep(in_tree, escaped, sorted({p.pid for p in survivors}))

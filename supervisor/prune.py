@@ -7,7 +7,6 @@ lock at the moment of removal, so a run resumed meanwhile is left alone.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from datetime import datetime, timedelta, timezone
@@ -48,9 +47,9 @@ def remove(conv_dir: Path, *, only_if_removable: bool = False) -> int | None:
     """Delete a conversation; return the bytes freed, or None if `only_if_removable`
     and it turned out to be running (or starting) when its lock was held."""
     freed = disk_usage(conv_dir)
-    fd = os.open(conv_dir / conversation.LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = conversation.open_fd(conv_dir / conversation.LOCK_FILE, os.O_RDWR | os.O_CREAT)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        conversation.wait_for_lock(fd, f"conversation {conv_dir.name}")
         state = conversation.load_state(conv_dir)
         if only_if_removable:
             from supervisor.summary import summary

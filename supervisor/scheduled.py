@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_proc.conversation import Runtime, State, load_state, transaction
-from agent_proc.environment import host_identity
+from agent_proc.environment import host_identity, process_start_ticks
 from agent_proc.status import ACTIVE, Status
 from supervisor import backends
 from supervisor.backends import Backend, Liveness
@@ -51,10 +51,16 @@ def record_submission(conv_dir: Path, backend: Backend, job: dict[str, Any]) -> 
         raise
 
 
-def claim(conv_dir: Path, job: dict[str, Any], timeout: float = CLAIM_TIMEOUT) -> str | None:
+class NotClaimed(Exception):
+    """The job's watcher found the conversation not waiting for its job."""
+
+
+def claim(conv_dir: Path, job: dict[str, Any], timeout: float = CLAIM_TIMEOUT) -> str:
     """In the job, on its node: wait until the conversation names this job (the
     submitter records it once the scheduler has answered), then record that the job
-    started, where. Returns why not, if the conversation is not waiting for this job."""
+    started, where, and take the run from `queued` to `starting` for this process.
+    Returns the start token its child must carry; raises `NotClaimed` (saying why) if
+    the conversation is not waiting for this job."""
     deadline = time.monotonic() + timeout
     while True:
         state = load_state(conv_dir)
@@ -62,11 +68,16 @@ def claim(conv_dir: Path, job: dict[str, Any], timeout: float = CLAIM_TIMEOUT) -
             with transaction(conv_dir) as txn:
                 if _waits_for(txn.state, job):
                     txn.record("job_started", node=job.get("node"), cluster=job.get("cluster"), host=host_identity())
-                    return None
+                    token = f"{state.id}-{os.urandom(8).hex()}"
+                    me = os.getpid()
+                    txn.set_status(Status.STARTING, f"job {job['id']} started on {job.get('node')}", token=token,
+                                   starter={"pid": me, "start_ticks": process_start_ticks(me),
+                                            "command": f"the watcher of job {job['id']}", "host": host_identity()})
+                    return token
         elif state.status is not Status.QUEUED and (state.runtime.job or {}).get("id") == job["id"]:
-            return f"conversation {state.id} is {state.status.value}; job {job['id']} has nothing to do"
+            raise NotClaimed(f"conversation {state.id} is {state.status.value}; job {job['id']} has nothing to do")
         if time.monotonic() > deadline:
-            return f"conversation {state.id} was not queued for job {job['id']} within {timeout:g} s"
+            raise NotClaimed(f"conversation {state.id} was not queued for job {job['id']} within {timeout:g} s")
         time.sleep(0.02)
 
 
@@ -77,7 +88,7 @@ def _waits_for(state: State, job: dict[str, Any]) -> bool:
 def start_failed(conv_dir: Path, reason: str) -> None:
     """The job's watcher could not get the run going: say so, if nothing else has."""
     with transaction(conv_dir) as txn:
-        if txn.state.status is Status.QUEUED:
+        if txn.state.status in (Status.QUEUED, Status.STARTING):
             txn.record("exited", exit_code=None)
             txn.set_status(Status.ERROR, reason, kind="start")
 

@@ -47,8 +47,9 @@ class Watchdog:
     def idle(self) -> bool:
         return self.settings.llm_timeout is None and self.settings.run_timeout is None and not self.time_up()
 
-    def check(self) -> control.StopReport | None:
-        """Act on any limit that has passed; return the report if the run was stopped."""
+    def check(self, meanwhile: Callable[[], bool] = lambda: False) -> control.StopReport | None:
+        """Act on any limit that has passed; return the report if the run was stopped.
+        `meanwhile` is polled while a stop waits (see `control.stop_run`'s `hurry`)."""
         if self.idle or self.child.poll() is not None:
             return None
         run_timeout = self.settings.run_timeout
@@ -56,7 +57,7 @@ class Watchdog:
         if over or self.time_up():
             reason = (f"the run exceeded --timeout {run_timeout:g} s" if over
                       else "the job reached the scheduler's warning before its time limit")
-            report = control.stop_run(self.conv_dir, grace=self.grace, requested_by="--timeout")
+            report = control.stop_run(self.conv_dir, grace=self.grace, requested_by="--timeout", hurry=meanwhile)
             end_stopped_run(self.conv_dir, Status.ERROR, reason, "timeout")
             return report
         call = load_state(self.conv_dir).current_call
@@ -71,7 +72,7 @@ class Watchdog:
         if time.monotonic() - self.nudged[1] < self.grace:
             return None
         # The child did not let go of the call: it is wedged. End it from outside.
-        report = control.stop_run(self.conv_dir, grace=0, requested_by="--llm-timeout watchdog")
+        report = control.stop_run(self.conv_dir, grace=0, requested_by="--llm-timeout watchdog", hurry=meanwhile)
         target = Status.PAUSED if self.settings.on_timeout == "pause" else Status.ERROR
         reason = f"a model call ran past --llm-timeout {llm_timeout:g} s and the process had to be killed"
         end_stopped_run(self.conv_dir, target, reason, "llm_timeout")

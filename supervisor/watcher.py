@@ -28,32 +28,47 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m supervisor.watcher")
     parser.add_argument("conversation")
     parser.add_argument("--grace", type=float, default=2.0)
+    parser.add_argument("--token", help="the start token recorded with `starting` (a job's watcher takes its own)")
     parser.add_argument("--keep-partial", action="store_true")
     parser.add_argument("--backend", default=backends.DEFAULT, help="the scheduler whose job this process is")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal is no reason to stop a detached run
+    unblock_stop_signals()
     api_key.keep_memory_private()  # before the key is in our memory
     key = api_key.receive()
 
     conv_dir = conversation.resolve(args.conversation)
     job = None
+    token = args.token
     if args.backend != backends.DEFAULT:
         job = backends.get(args.backend).this_job()
-        why_not = scheduled.claim(conv_dir, job) if job else f"not inside a {args.backend} job"
-        if why_not:
+        if not job:
+            print(f"[watcher] not inside a {args.backend} job", file=sys.stderr)
+            return outcomes.EXIT_USAGE
+        try:
+            token = scheduled.claim(conv_dir, job)
+        except scheduled.NotClaimed as why_not:
             print(f"[watcher] {why_not}", file=sys.stderr)
             return outcomes.EXIT_USAGE
         if missing := _missing_key(conv_dir):
-            reason = f"on {job.get('node') if job else '?'}: {missing} (keys are not sent through {args.backend})"
+            reason = f"on {job.get('node')}: {missing} (keys are not sent through {args.backend})"
             print(f"[watcher] {reason}", file=sys.stderr)
             scheduled.start_failed(conv_dir, reason)
             return outcomes.EXIT_USAGE
+    if token is None:
+        print("[watcher] --token is needed outside a scheduler's job", file=sys.stderr)
+        return outcomes.EXIT_USAGE
     time_up: list[int] = []  # in a job: the scheduler's warning that its time limit is near
     if job:
         signal.signal(signal.SIGUSR1, lambda signum, frame: time_up.append(signum))
-    child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), keep_partial=args.keep_partial, key=key)
+    child = control.spawn_child(conv_dir, supervisor_pid=os.getpid(), token=token,
+                                keep_partial=args.keep_partial, key=key)
     try:
-        control.wait_started(conv_dir, child)
+        control.wait_started(conv_dir, child, token)
+    except control.StoppedBeforeStart as stopped:
+        child.wait()
+        print(f"[watcher] {stopped}", file=sys.stderr)
+        return outcomes.EXIT_PAUSED
     except control.StartFailed as error:
         print(f"[watcher] {error}", file=sys.stderr)
         if job:
@@ -83,6 +98,13 @@ def _missing_key(conv_dir: Path) -> str | None:
     except settings.SettingsError as error:
         return str(error)
     return None
+
+
+def unblock_stop_signals() -> None:
+    """Engines that launch processes (Ray, for one) may start us with SIGINT blocked;
+    blocked, a stop would have to wait for SIGKILL. What starts from here (the child)
+    inherits the mask, so it is cleared first."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
 
 
 if __name__ == "__main__":

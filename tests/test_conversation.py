@@ -32,6 +32,7 @@ def test_new_conversation_is_idle_with_its_prompt(conv_dir):
 def test_state_behind_history_is_caught_up_by_readers_and_writers(conv_dir):
     checkpoint = (conv_dir / "state.json").read_bytes()
     with transaction(conv_dir) as txn:
+        txn.set_status(Status.STARTING, "starting", token="t", starter={})
         txn.set_status(Status.RUNNING, "started")
         txn.record("started", pid=1, create_time=1.0)
     # As if the writer was killed after appending but before replacing state.json:
@@ -66,9 +67,10 @@ def test_failed_transaction_leaves_no_trace(conv_dir):
     assert ((conv_dir / "events.jsonl").read_bytes(), (conv_dir / "state.json").read_bytes()) == before
 
 
-def test_every_status_can_reach_running_except_running(conv_dir):
+def test_only_a_start_reaches_running_and_every_stopped_status_can_start(conv_dir):
     for status, targets in TRANSITIONS.items():
-        assert (Status.RUNNING in targets) == (status is not Status.RUNNING)
+        assert (Status.RUNNING in targets) == (status is Status.STARTING)
+        assert (Status.STARTING in targets) == (status not in (Status.STARTING, Status.RUNNING))
     with pytest.raises(IllegalTransition, match="cannot go from finished to paused"):
         check_transition(Status.FINISHED, Status.PAUSED)
 
@@ -81,6 +83,7 @@ def test_ids_cannot_escape_the_home(conv_dir, name):
 
 def test_inbox_messages_are_taken_in_order_and_only_once(conv_dir):
     with transaction(conv_dir) as txn:
+        txn.set_status(Status.STARTING, "starting", token="t", starter={})
         txn.set_status(Status.RUNNING, "started")
     for i in range(5):
         assert conversation.post_message(conv_dir, f"m{i}") == "inbox"

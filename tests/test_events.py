@@ -66,16 +66,18 @@ def test_status_changes_of_a_new_run_are_streamed_in_order(agent, serve, follow)
     events = follow()
 
     conv_id = agent.start(server)
-    lines = read_lines(events, 2)
+    lines = read_lines(events, 3)
 
-    assert [(e["id"], e["from"], e["status"]) for e in lines] == [(conv_id, "idle", "running"),
+    assert [(e["id"], e["from"], e["status"]) for e in lines] == [(conv_id, "idle", "starting"),
+                                                                  (conv_id, "starting", "running"),
                                                                   (conv_id, "running", "finished")]
     assert set(lines[0]) == {"time", "id", "name", "labels", "type", "from", "status", "reason", "kind", "seq"}
     assert lines[0]["type"] == "status" and lines[0]["time"] < lines[1]["time"]
 
     assert agent("rm", conv_id).returncode == 0  # a removed conversation is let go, and the stream goes on
     again = agent.start(server)
-    assert [(e["id"], e["status"]) for e in read_lines(events, 2)] == [(again, "running"), (again, "finished")]
+    assert [(e["id"], e["status"]) for e in read_lines(events, 3)] == [(again, "starting"), (again, "running"),
+                                                                       (again, "finished")]
     assert watches(events) == 2  # the root and the one conversation left: nothing leaks
 
 
@@ -110,7 +112,7 @@ def test_since_replays_past_changes_in_time_order(agent, serve):
     assert agent("wait", first).returncode == 0
     second = agent.start(server)
     assert agent("wait", second).returncode == 0
-    boundary = json.loads(agent("events", "--since", "1h", "--until", "now").stdout.splitlines()[1])["time"]
+    boundary = json.loads(agent("events", "--since", "1h", "--until", "now").stdout.splitlines()[2])["time"]
 
     replayed = agent("events", "--since", "1h", "--until", "now")
     later = agent("events", "--since", boundary, "--until", "now")
@@ -118,9 +120,9 @@ def test_since_replays_past_changes_in_time_order(agent, serve):
 
     assert replayed.returncode == 0, replayed.stderr
     lines = [json.loads(line) for line in replayed.stdout.splitlines()]
-    assert [(e["id"], e["status"]) for e in lines] == [(first, "running"), (first, "finished"),
-                                                      (second, "running"), (second, "finished")]
-    assert [e["id"] for e in map(json.loads, later.stdout.splitlines())] == [first, second, second]
+    assert [(e["id"], e["status"]) for e in lines] == [(first, "starting"), (first, "running"), (first, "finished"),
+                                                      (second, "starting"), (second, "running"), (second, "finished")]
+    assert [e["id"] for e in map(json.loads, later.stdout.splitlines())] == [first, second, second, second]
     assert nothing.stdout == ""
 
 
@@ -165,8 +167,9 @@ def test_an_imported_conversation_brings_no_old_news(agent, serve, follow, tmp_p
         agent("send", conv_id, "go on", env=other)
         assert agent("resume", conv_id, env=other).returncode == 0
 
-        lines = read_lines(events, 2)
-        assert [(e["id"], e["from"], e["status"]) for e in lines] == [(conv_id, "paused", "running"),
+        lines = read_lines(events, 3)
+        assert [(e["id"], e["from"], e["status"]) for e in lines] == [(conv_id, "paused", "starting"),
+                                                                      (conv_id, "starting", "running"),
                                                                       (conv_id, "running", "finished")]
     finally:
         events.kill()
@@ -191,7 +194,7 @@ def test_past_the_inotify_watch_limit_conversations_are_polled(agent, tmp_path):
         time.sleep(0.3)  # the ones beyond the limit are being set up to be polled
         for conv_dir in dirs:
             with conversation.transaction(conv_dir) as txn:
-                txn.set_status(Status.RUNNING, "by the test")
+                txn.set_status(Status.STARTING, "by the test", token="t", starter={})
 
         lines = read_lines(events, len(dirs))
         assert sorted(e["id"] for e in lines) == sorted(d.name for d in dirs)

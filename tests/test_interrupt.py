@@ -142,6 +142,7 @@ def test_a_recorded_pid_that_is_not_ours_is_never_signalled(agent, serve, forged
     try:
         # Make the record claim the run is still going, in an unrelated process.
         with transaction(agent.dir(conv_id)) as txn:
+            txn.set_status(Status.STARTING, "forged by the test", token="t", starter={})
             txn.set_status(Status.RUNNING, "forged by the test")
             txn.record("started", pid=bystander.pid, **forged(bystander))
 

@@ -242,11 +242,13 @@ def test_10_two_hundred_sigkills_lose_no_acknowledged_event(agent, serve, monkey
     conv_dir = agent.dir(conv_id)
     rng = random.Random(20261127)
     for attempt in range(200):
-        child = control.spawn_child(conv_dir, supervisor_pid=None)
+        token = control.mark_starting(conv_dir, "test")
+        child = control.spawn_child(conv_dir, supervisor_pid=None, token=token)
         time.sleep(rng.uniform(0.0, 0.6))
         seen, _ = read_events(conv_dir)  # acknowledged by now: every complete line a reader sees
         child.kill()
         child.wait()
+        control.start_failed(conv_dir, token, "killed before it took over")  # only if it had not
         events, _ = read_events(conv_dir)
         assert events[:len(seen)] == seen, f"kill {attempt}: an event a reader had seen is gone"
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))

@@ -31,7 +31,7 @@ def test_foreground_run_with_tool_calls_finishes(agent, serve):
     assert second[-2]["tool_calls"][0]["function"]["name"] == "terminal"
     conv_id = agent("ps", "-a", "-q").stdout.strip()
     kinds = [e["type"] for e in agent.events(conv_id)]
-    assert kinds == ["created", "user_message", "status", "started", "model_call_started", "model_message",
+    assert kinds == ["created", "user_message", "status", "status", "started", "model_call_started", "model_message",
                      "tool_result", "model_call_started", "model_message", "tool_result", "status", "exited"]
     state = agent.state(conv_id)
     assert state.status.value == "finished" and state.final_answer == "wrote out.txt"

@@ -79,6 +79,7 @@ class StartRequest:
 class Launch:
     process: subprocess.Popen[bytes] | None = None  # a supervisor started on this machine
     job: dict[str, Any] | None = None  # a scheduler's job, to be recorded with the run
+    token: str | None = None  # the start token `process`'s child carries (see control.mark_starting)
 
 
 class Backend(Protocol):

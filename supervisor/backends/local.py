@@ -21,7 +21,9 @@ def start(conv_dir: Path, request: StartRequest) -> Launch:
     """Spawn the watcher here, in a session of its own."""
     from supervisor import control
 
-    return Launch(process=control.spawn_watcher(conv_dir, grace=request.grace, keep_partial=request.keep_partial))
+    token = control.mark_starting(conv_dir, "agent run -d")
+    return Launch(process=control.spawn_watcher(conv_dir, grace=request.grace, token=token,
+                                                keep_partial=request.keep_partial), token=token)
 
 
 def signal(runtime: Runtime, sig: int, *, everyone: bool = False) -> bool:

@@ -7,6 +7,8 @@ AGENT_FAULT_IGNORE=SIGINT,SIGTERM   the child ignores these signals, as a proces
                                     wedged in C code would; only SIGKILL ends it.
 AGENT_FAULT_RECORD=PATH             the child writes whether SIGINT was ignored when
                                     it started.
+AGENT_FAULT_START_DELAY=S           the child waits S seconds before taking the
+                                    conversation over.
 """
 
 import os
@@ -28,3 +30,10 @@ if os.environ.get("AGENT_RUN_MARKER") and os.environ.get("AGENT_FAULT_IGNORE"):
 if os.environ.get("AGENT_RUN_MARKER") and os.environ.get("AGENT_FAULT_RECORD"):
     with open(os.environ["AGENT_FAULT_RECORD"], "w") as _record:
         _record.write("ignored" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "not ignored")
+
+# AGENT_FAULT_START_DELAY=S: the child sleeps S seconds before it takes the conversation
+# over, widening the moment in which the run is `starting`.
+if os.environ.get("AGENT_RUN_MARKER") and os.environ.get("AGENT_FAULT_START_DELAY"):
+    import time
+
+    time.sleep(float(os.environ["AGENT_FAULT_START_DELAY"]))
