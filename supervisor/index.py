@@ -137,7 +137,7 @@ def _current(conv_dir: Path, problems: list[str]) -> tuple[State, Any] | None:
         if state.status in ACTIVE:
             from supervisor import control
 
-            seen = control.inspect(conv_dir, observing=True)  # shown as it is even where it cannot be recorded
+            seen = control.observe_seen(conv_dir)  # shown as it is even where it cannot be recorded
             state, probe = seen.state, seen.probe
         if not state.prompt:  # recorded by an older version, which kept no preview
             state.prompt = _first_prompt(conv_dir)

@@ -159,7 +159,7 @@ def stop(conv_dir: Path, state: State, *, grace: float, requested_by: str, hurry
     duration_ms = round((time.monotonic() - started) * 1000, 1)
     where = backend.describe(runtime)
     with transaction(conv_dir) as txn:
-        if txn.state.status is Status.QUEUED:
+        if txn.state.status in (Status.QUEUED, Status.STARTING):  # the job may have begun to start it meanwhile
             txn.record("interrupted", during="queued", signal=signals[-1], by=requested_by)
             txn.record("exited", exit_code=None)
             txn.set_status(Status.PAUSED, f"interrupted while queued: {where} was cancelled before it started; "

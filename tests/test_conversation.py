@@ -119,6 +119,8 @@ def test_a_submitted_run_keeps_its_job_once_its_process_starts_and_not_after(con
         txn.set_status(Status.QUEUED, "submitted")
     with transaction(conv_dir) as txn:
         txn.record("job_started", node="n1", cluster="hpc", host={"hostname": "n1"})
+        txn.set_status(Status.STARTING, "job 7 started on n1", token="t1",
+                       starter={"pid": 41, "host": {"hostname": "n1"}})
     with transaction(conv_dir) as txn:
         txn.set_status(Status.RUNNING, "started")
         txn.record("started", pid=42, create_time=1.0, host={"hostname": "n1", "boot_id": "b"})
@@ -131,6 +133,7 @@ def test_a_submitted_run_keeps_its_job_once_its_process_starts_and_not_after(con
     with transaction(conv_dir) as txn:  # later, a local start: no job of its own
         txn.set_status(Status.PAUSED, "interrupted")
         txn.record("exited", exit_code=130)
+        txn.set_status(Status.STARTING, "starting", token="t2", starter={"pid": 44})
         txn.set_status(Status.RUNNING, "resumed")
         txn.record("started", pid=43, create_time=2.0)
     runtime = load_state(conv_dir).runtime
@@ -138,7 +141,10 @@ def test_a_submitted_run_keeps_its_job_once_its_process_starts_and_not_after(con
 
 
 def test_a_queued_run_starts_or_stops_but_never_finishes_unstarted():
-    assert TRANSITIONS[Status.QUEUED] == {Status.RUNNING, Status.PAUSED, Status.ERROR}
+    # Its job's watcher takes it to starting, like any start; nobody runs it straight from the queue.
+    assert TRANSITIONS[Status.QUEUED] == {Status.STARTING, Status.PAUSED, Status.ERROR}
+    with pytest.raises(IllegalTransition, match="cannot go from queued to running"):
+        check_transition(Status.QUEUED, Status.RUNNING)
     with pytest.raises(IllegalTransition, match="cannot go from queued to finished"):
         check_transition(Status.QUEUED, Status.FINISHED)
     with pytest.raises(IllegalTransition):
