@@ -482,7 +482,7 @@ def all_gone(runtime: Runtime) -> bool:
     """Whether no process of the run is left: its pid gone, or for a scheduler's job,
     the job ended (or nobody can tell any more)."""
     if runtime.backend != backends.DEFAULT:
-        probe = _probe(runtime, ask_scheduler=True)
+        probe = _probe_runtime(runtime, ask_scheduler=True)
         return probe.liveness is not backends.Liveness.ALIVE
     return not same_host(runtime.host) or processes.identify(runtime) is None
 
