@@ -965,8 +965,10 @@ def models(pattern: str | None, update_prices: bool, as_json: bool) -> None:
 
 @cli.command()
 @click.option("-v", "--verbose", is_flag=True, help="Also print the details of each check.")
+@click.option("--backend", type=click.Choice(["local", "slurm"]),
+              help="Also check what runs on this backend need  [default: $AGENT_BACKEND, else local]")
 @_json
-def doctor(verbose: bool, as_json: bool) -> None:
+def doctor(verbose: bool, as_json: bool, backend: str | None) -> None:
     """Check that this machine is ready for runs: exit 0 only if all is well.
 
     \b
@@ -975,16 +977,19 @@ def doctor(verbose: bool, as_json: bool) -> None:
       agent_home   $AGENT_HOME and everything in it are ours and private
       keys         which variable each provider's key would come from
       endpoint     the endpoint LLM_MODEL / LLM_BASE_URL configure answers
+      cluster      with --backend slurm: Slurm answers; $AGENT_HOME is shared, flock works
 
     \b
     Examples:
       agent doctor
       agent doctor -v
       agent doctor --json | jq '.[] | select(.ok | not)'
+      agent doctor --backend slurm
     """
     from supervisor.doctor import diagnose
+    from supervisor.settings import BACKEND_ENV
 
-    findings = diagnose(os.getcwd())
+    findings = diagnose(os.getcwd(), backend or os.environ.get(BACKEND_ENV) or "local")
     if as_json:
         _print_json([f.to_dict() for f in findings])
     else:

@@ -497,3 +497,16 @@ def test_state_records_the_host_for_local_runs_too(agent, serve):
     assert state.runtime.backend == "local" and state.runtime.job is None
     assert state.runtime.host and state.runtime.host["hostname"] == os.uname().nodename
     assert Path("/proc/sys/kernel/random/boot_id").read_text().strip() == state.runtime.host["boot_id"]
+
+
+def test_agent_doctor_checks_the_cluster_too(sagent, cluster):
+    env = {"SLURM_CONF": str(cluster.conf)}
+    result = sagent("doctor", "--backend", "slurm", "--json", env=env)
+    findings = {f["check"]: f for f in json.loads(result.stdout)}
+    assert findings["cluster"]["ok"], findings["cluster"]
+    assert any("flock" in line for line in findings["cluster"]["details"])
+    # Without Slurm's commands the cluster check fails, and so does the doctor.
+    result = sagent("doctor", "--backend", "slurm", "--json", env={**env, "PATH": "/nonexistent"})
+    findings = {f["check"]: f for f in json.loads(result.stdout)}
+    assert findings["cluster"]["ok"] is False and "sbatch" in findings["cluster"]["summary"]
+    assert result.returncode == 1
