@@ -237,7 +237,14 @@ class Runtime:
     ended_at: str | None = None
     exit_code: int | None = None
     stop: dict[str, Any] | None = None  # how the last run was stopped from outside, if it was
-    host: str | None = None  # the machine the process ran on
+    host: dict[str, Any] | None = None  # where `pid` lives: hostname, boot_id, pid_ns (see environment.host_identity)
+    backend: str = "local"  # what started the run: "local", or a scheduler such as "slurm"
+    job: dict[str, Any] | None = None  # the scheduler's job: id, cluster, args, submitted_at, node, started_at
+
+    @property
+    def awaiting_process(self) -> bool:
+        """A job was submitted and has not ended, but no process has taken the run yet."""
+        return self.job is not None and self.pid is None and self.ended_at is None
 
 
 ON_TIMEOUT_CHOICES = ("retry", "error", "pause")
@@ -395,7 +402,14 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
     elif kind == "status_explained":
         state.status_reason = event.get("reason")
         state.status_kind = event.get("kind")
+    elif kind == "submitted":  # a new start, handed to a scheduler
+        state.runtime = Runtime(backend=event["backend"], job={**event["job"], "submitted_at": event["ts"]})
+    elif kind == "job_started":
+        if state.runtime.job is not None:
+            known = {k: event[k] for k in ("node", "cluster", "host") if event.get(k)}
+            state.runtime.job.update(known, started_at=event["ts"])
     elif kind == "started":
+        previous = state.runtime
         state.runtime = Runtime(
             pid=event["pid"],
             create_time=event["create_time"],
@@ -403,8 +417,11 @@ def apply_event(state: State, event: dict[str, Any]) -> None:
             marker=event.get("marker"),
             supervisor_pid=event.get("supervisor_pid"),
             started_at=event["ts"],
-            host=event.get("host"),
+            # A hostname alone, as recorded before the boot id and PID namespace were kept.
+            host={"hostname": event["host"]} if isinstance(event.get("host"), str) else event.get("host"),
         )
+        if previous.awaiting_process:  # the process of a submitted job: the run keeps its job
+            state.runtime.backend, state.runtime.job = previous.backend, previous.job
     elif kind == "exited":
         state.runtime.ended_at = event["ts"]
         state.runtime.exit_code = event.get("exit_code")
@@ -620,7 +637,7 @@ class Transaction:
         The home's set of running conversations (`agent_proc.running`) gains this one
         before it is recorded running, and loses it once it is recorded stopped.
         """
-        is_running = self.state.status in ACTIVE  # a starting run is listed too
+        is_running = self.state.status in ACTIVE  # a queued or starting run is listed too
         if is_running:
             running.mark(self.dir)
         path = self.dir / EVENTS_FILE

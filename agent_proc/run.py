@@ -18,7 +18,6 @@ import ctypes
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -32,7 +31,7 @@ import structlog
 
 from agent_proc import conversation, llm, logs, output_times, pricing, reasoning
 from agent_proc.conversation import Settings, Transaction, transaction
-from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, process_start_ticks
+from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, host_identity, process_start_ticks
 from agent_proc.providers import parse_model
 from agent_proc.status import Status
 from agent_proc.tools import TOOL_SPECS, RunningCommand, describe_result
@@ -644,14 +643,15 @@ def start(conv_dir: Path, *, keep_partial: bool, key: str | None, log: Any) -> R
             say(f"[error] conversation {state.id} is {state.status.value} and not being started for this "
                 "process; it cannot be started\n")
             return EXIT_USAGE
-        resumed = state.runtime.pid is not None  # a child ran it before
+        history, _ = conversation.read_events(conv_dir)  # what is committed; this transaction adds the rest
+        # A child ran it before (a run submitted anew has a fresh runtime, so ask the history).
+        resumed = any(e["type"] == "started" for e in history)
         txn.set_status(Status.RUNNING, "resumed" if resumed else "started")
         me = psutil.Process()
         txn.record("started", pid=me.pid, create_time=me.create_time(), start_ticks=process_start_ticks(me.pid),
                    marker=os.environ.get(MARKER_ENV), supervisor_pid=int(os.environ.get(SUPERVISOR_ENV) or 0) or None,
-                   host=socket.gethostname())
+                   host=host_identity())
         conversation.take_inbox(txn)
-        history, _ = conversation.read_events(conv_dir)  # what is committed; this transaction adds the rest
         for call in dangling_calls(history + txn.recorded):
             txn.record("tool_result", call_id=call["id"], name=call["name"], content=INTERRUPTED_RESULT,
                        outcome="interrupted")

@@ -4,10 +4,18 @@ Every status change anywhere in the project goes through `check_transition`, so 
 rules below are the only place that says what may happen to a run.
 
     idle ──▶ starting ──▶ running ──▶ finished
-                │  ▲        │  ╲
-       stopped  │  │ resume │   ╲──▶ error
- before it ran  ▼  │        ▼ pause / interrupt
-                 paused ◀───┘
+      │        │  ▲         │  ╲
+      │ stopped│  │ resume  │   ╲──▶ error
+      │ before ▼  │         ▼ pause / interrupt
+      │ it ran  paused ◀────┘
+      │           ▲ cancelled
+      ╰─submit──▶ queued ──(the job started)──▶ starting
+
+`queued` is a run handed to a scheduler (`--backend slurm`) whose job has not started
+yet: the job's watcher takes it to `starting` (with its own start token) once the job
+runs. Interrupting it cancels the job and leaves it `paused` with nothing run; a job
+that vanished before it started leaves it `paused` (cancelled) or `error`. Every
+status from which a run may start may also be submitted.
 
 `starting` is recorded (with a start token and the process doing the start) by the
 command that is about to start a child, under the conversation's lock, before the
@@ -24,6 +32,7 @@ from enum import Enum
 
 class Status(str, Enum):
     IDLE = "idle"
+    QUEUED = "queued"
     STARTING = "starting"
     RUNNING = "running"
     PAUSED = "paused"
@@ -32,20 +41,23 @@ class Status(str, Enum):
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.IDLE: frozenset({Status.STARTING, Status.ERROR}),
+    Status.IDLE: frozenset({Status.QUEUED, Status.STARTING, Status.ERROR}),
+    Status.QUEUED: frozenset({Status.STARTING, Status.PAUSED, Status.ERROR}),
     Status.STARTING: frozenset({Status.RUNNING, Status.PAUSED, Status.ERROR}),
     Status.RUNNING: frozenset({Status.PAUSED, Status.FINISHED, Status.ERROR}),
-    Status.PAUSED: frozenset({Status.STARTING, Status.ERROR}),
-    Status.FINISHED: frozenset({Status.STARTING}),
-    Status.ERROR: frozenset({Status.STARTING}),
+    Status.PAUSED: frozenset({Status.QUEUED, Status.STARTING, Status.ERROR}),
+    Status.FINISHED: frozenset({Status.QUEUED, Status.STARTING}),
+    Status.ERROR: frozenset({Status.QUEUED, Status.STARTING}),
 }
 
-# Statuses from which a new child process may be started for the conversation.
-STARTABLE: frozenset[Status] = frozenset(s for s, targets in TRANSITIONS.items() if Status.STARTING in targets)
+# Statuses from which a user may start the run (`agent run`, `agent resume`), here or
+# by submitting it: a queued run's own job takes it to `starting`, nobody else.
+STARTABLE: frozenset[Status] = frozenset(s for s, targets in TRANSITIONS.items() if Status.QUEUED in targets)
+RESUMABLE = STARTABLE
 
-# Statuses in which a process is working on the conversation, or is about to: they can
-# be stopped, take messages into the inbox, and are listed by `agent ps`.
-ACTIVE: frozenset[Status] = frozenset({Status.STARTING, Status.RUNNING})
+# Statuses in which a process or a scheduler's job is working on the conversation, or
+# is about to: they can be stopped, take messages into the inbox, and are listed by `agent ps`.
+ACTIVE: frozenset[Status] = frozenset({Status.QUEUED, Status.STARTING, Status.RUNNING})
 
 
 class IllegalTransition(Exception):

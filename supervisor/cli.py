@@ -15,14 +15,18 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from agent_proc import conversation
 from agent_proc.conversation import ON_TIMEOUT_CHOICES, ConversationError, Settings
 from agent_proc.status import ACTIVE, STARTABLE, IllegalTransition, Status
-from supervisor import __version__, outcomes, terminal
+from supervisor import __version__, backends, outcomes, terminal
+
+if TYPE_CHECKING:  # imported by the commands that need them
+    from supervisor.attach import Outcome
+    from supervisor.settings import Placement
 
 # Set AGENT_DEBUG=1 to see the traceback of an unexpected error.
 DEBUG_ENV = "AGENT_DEBUG"
@@ -68,6 +72,8 @@ class AgentGroup(click.Group):
             terminal.silence(sys.stdout)
             terminal.silence(sys.stderr)
             return None
+        except backends.BackendError as error:  # a scheduler missing, unreachable, or refusing a job
+            raise click.ClickException(str(error)) from None
         except OSError as error:
             where = f"{error.filename}: " if error.filename else ""
             raise click.ClickException(f"{where}{error.strerror or error}") from None
@@ -153,18 +159,44 @@ def _print_json(doc: Any) -> None:
 
 
 def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: bool,
-           keep_partial: bool = False, on_started: Callable[[], None] = lambda: None) -> None:
-    """Start the run and wait until its child has taken the conversation over (then
-    call `on_started`); then either return (detached: a watcher process supervises
-    it) or supervise it here, showing its output, and exit with the code its outcome
-    maps to.
+           keep_partial: bool = False, placement: Placement | None = None,
+           on_started: Callable[[], None] = lambda: None) -> None:
+    """Start the run and wait until its child has taken the conversation over (or its
+    scheduler's job is queued; then call `on_started`); then either return (detached:
+    a watcher process, here or in the job, supervises it) or follow it here, showing
+    its output, and exit with the code its outcome maps to. Here, in the foreground,
+    this process is the run's supervisor; a run a scheduler holds is followed through
+    its files instead.
 
-    The conversation is `starting` from before any process is spawned, so a stop asked
-    for in that moment is honoured: the run is paused and never calls the model."""
+    A local run is `starting` from before any process is spawned, so a stop asked for
+    in that moment is honoured: the run is paused and never calls the model."""
     from supervisor import attach, control
     from supervisor.summary import summary
 
+    backend = placement.backend if placement else backends.DEFAULT
     output_from = attach.output_size(conv_dir)  # a resumed run shows only what is new
+    if backend != backends.DEFAULT:
+        request = backends.StartRequest(grace, keep_partial, conversation.load_state(conv_dir).settings.run_timeout,
+                                        placement.args if placement else ())
+        try:
+            state = control.launch(conv_dir, backend, request)
+        except control.StartFailed as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:  # Ctrl+C while submitting: a job that made it to the queue leaves it
+            if conversation.load_state(conv_dir).status is Status.QUEUED:
+                control.stop_run(conv_dir, grace=grace, requested_by="agent run (SIGINT)")
+            sys.exit(outcomes.EXIT_PAUSED)
+        on_started()
+        if detach:
+            if as_json:
+                _print_json(summary(state))
+            else:
+                click.echo(state.id)
+            return
+        if not quiet:
+            click.echo(f"[agent] run {state.id} submitted: {backends.of(state.runtime).describe(state.runtime)}",
+                       err=True)
+        _exit_with(attach.follow_job(conv_dir, grace=grace, show=not quiet, offset=output_from), as_json)
     token = control.mark_starting(conv_dir, "agent run -d" if detach else "agent run")
     if detach:
         watcher = control.spawn_watcher(conv_dir, grace=grace, token=token, keep_partial=keep_partial)
@@ -199,7 +231,11 @@ def _start(conv_dir: Path, *, detach: bool, grace: float, quiet: bool, as_json: 
     on_started()
     if not quiet:
         terminal.echo(f"[agent] run {state.id} started (pid {child.pid}, model {state.model})", err=True)
-    outcome = attach.supervise(conv_dir, child, grace=grace, show=not quiet, offset=output_from)
+    _exit_with(attach.supervise(conv_dir, child, grace=grace, show=not quiet, offset=output_from), as_json)
+
+
+def _exit_with(outcome: Outcome, as_json: bool) -> None:
+    """Say how a followed run ended, and exit with the code that means it."""
     if outcome.report and not outcome.report.already_stopped:
         outcome.display.line(f"[agent] stopped in {outcome.report.duration_ms:.0f} ms ({outcome.report.method})")
     _print_outcome(outcome, as_json)
@@ -236,6 +272,16 @@ _grace = click.option("--grace", type=click.FloatRange(min=0), default=2.0, show
                       help="On Ctrl+C: seconds to wait after SIGINT before SIGTERM and SIGKILL.")
 _quiet = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+
+
+def _placement(command: Any) -> Any:
+    """Where the run executes, shared by `run` and `resume`."""
+    command = click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="ARG",
+                           help="With --backend slurm: passed to sbatch as it is (repeatable), "
+                                "e.g. --sbatch-arg=--partition=cpu.")(command)
+    return click.option("--backend", type=click.Choice(backends.names()),
+                        help="Where the run executes: local (this machine) or slurm (a batch job).  "
+                             "[default: $AGENT_BACKEND, else local; resume: where it last ran]")(command)
 
 
 def _limits(command: Any) -> Any:
@@ -351,13 +397,14 @@ def _given(**limits: Any) -> dict[str, Any]:
 @_limits
 @_reasoning
 @_sandbox_options(from_env=True)
+@_placement
 @_detach
 @_grace
 @_quiet
 @_json
 def run(prompt: str, model: str | None, base_url: str | None, workspace: str, name: str | None,
-        labels: tuple[str, ...], exclusive: bool, detach: bool, grace: float, quiet: bool, as_json: bool,
-        **limits: Any) -> None:
+        labels: tuple[str, ...], exclusive: bool, backend: str | None, sbatch_args: tuple[str, ...], detach: bool,
+        grace: float, quiet: bool, as_json: bool, **limits: Any) -> None:
     """Start an agent run on PROMPT ('-' reads it from stdin).
 
     In the foreground, progress goes to stderr as it happens and the final answer
@@ -376,6 +423,7 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, na
       id=$(agent run -d --timeout 600 "summarise README.md") && agent wait "$id"
       agent run -d --name nightly-$(date +%F) -l job=nightly --exclusive "triage new issues"
       agent run --sandbox read-only --network off "review this repository"
+      agent run -d --backend slurm --sbatch-arg=--partition=cpu "summarise README.md"
     """
     from agent_proc import naming
     from supervisor import exclusive as only_one
@@ -391,6 +439,7 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, na
         raise UsageError("--exclusive needs --name or --label: it compares runs by them")
     chosen = settings.resolve_model(_checked(model, "the model name"), _checked(base_url, "the base URL"))
     settings.check_key(chosen)
+    placement = settings.resolve_placement(backend, sbatch_args)
     run_settings = settings.check_reasoning(chosen, Settings(**_given(**limits)))
     settings.check_budget(chosen, run_settings)
     _check_sandbox(run_settings, workspace)
@@ -402,7 +451,7 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, na
             sys.exit(outcomes.EXIT_ALREADY_RUNNING)
         conv_dir = conversation.create(model=chosen.ref.full_name, workspace=workspace, base_url=chosen.base_url,
                                        prompt=text, settings=run_settings, name=name, labels=label_set, home=home)
-        _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json,
+        _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json, placement=placement,
                on_started=lock.release if lock else lambda: None)
     finally:
         if lock:
@@ -418,17 +467,21 @@ def run(prompt: str, model: str | None, base_url: str | None, workspace: str, na
 @_limits
 @_reasoning
 @_sandbox_options(from_env=False)
+@_placement
 @_detach
 @_grace
 @_quiet
 @_json
-def resume(conv_id: str, keep_partial: bool, model: str | None, base_url: str | None, detach: bool, grace: float,
-           quiet: bool, as_json: bool, **limits: Any) -> None:
+def resume(conv_id: str, keep_partial: bool, model: str | None, base_url: str | None, backend: str | None,
+           sbatch_args: tuple[str, ...], detach: bool, grace: float, quiet: bool, as_json: bool,
+           **limits: Any) -> None:
     """Carry on with a paused (or failed, or finished) conversation.
 
     Messages given with `agent send` since it stopped are taken in first. A tool
     call that was cut off gets a result saying it was interrupted. Limits and
-    sandbox options given here replace the ones the run had.
+    sandbox options given here replace the ones the run had. It runs where it last
+    ran (a run that went to Slurm is submitted again, with the same --sbatch-arg)
+    unless --backend says otherwise.
 
     \b
     Examples:
@@ -437,6 +490,7 @@ def resume(conv_id: str, keep_partial: bool, model: str | None, base_url: str | 
       agent resume 3f9a -m anthropic/claude-sonnet-4-5    # its old endpoint is gone
       agent resume 3f9a --network off --writable ~/.cache/pip
       agent send 3f9a "also update the docs" && agent resume -d 3f9a
+      agent resume 3f9a --backend local     # a Slurm run, carried on here
     """
     from agent_proc.providers import parse_model
     from supervisor import control, settings
@@ -445,10 +499,11 @@ def resume(conv_id: str, keep_partial: bool, model: str | None, base_url: str | 
     state = control.reconcile(conv_dir)
     events, _ = conversation.read_events(conv_dir)  # damage is reported here, not by a child that fails to start
     if state.status in ACTIVE:
-        raise UsageError(f"conversation {state.id} is already {state.status.value}"
-                         + (f" (pid {state.runtime.pid})" if state.status is Status.RUNNING else ""))
+        where = backends.of(state.runtime).describe(state.runtime)
+        raise UsageError(f"conversation {state.id} is already {state.status.value} ({where})")
     if state.status not in STARTABLE:
         raise UsageError(f"conversation {state.id} is {state.status.value} and cannot be resumed")
+    placement = settings.resolve_placement(backend, sbatch_args, last=state.runtime)
     if state.status is Status.FINISHED and not _has_new_message(conv_dir, events):
         raise UsageError(f"conversation {state.id} has finished; `agent send {state.id} MESSAGE` to give it more")
     current = settings.ModelSettings(parse_model(state.model), state.base_url or "")
@@ -470,7 +525,8 @@ def resume(conv_id: str, keep_partial: bool, model: str | None, base_url: str | 
             if moved:
                 txn.record("model_changed", model=chosen.ref.full_name, base_url=chosen.base_url,
                            previous={"model": state.model, "base_url": state.base_url})
-    _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json, keep_partial=keep_partial)
+    _start(conv_dir, detach=detach, grace=grace, quiet=quiet, as_json=as_json, keep_partial=keep_partial,
+           placement=placement)
 
 
 def _has_new_message(conv_dir: Path, events: list[dict[str, Any]]) -> bool:
@@ -490,7 +546,8 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
     whole process tree gets SIGKILL. The conversation is then paused, with
     everything up to the interrupt (partial model output included) saved. Prints
     how long the stop took. A run still starting is paused before its process
-    runs. Interrupting a run that is not running changes nothing.
+    runs. Interrupting a run that is not running changes nothing. A run on Slurm
+    gets the same through `scancel`; one still queued is cancelled.
 
     \b
     Examples:
@@ -534,7 +591,9 @@ def interrupt(conv_id: str, grace: float, as_json: bool) -> None:
 def pause(conv_id: str, no_wait: bool, timeout: float | None, as_json: bool) -> None:
     """Pause a run politely: the model call or tool in progress finishes first.
 
-    A run still starting is paused at once, before it calls the model.
+    A run still starting is paused at once, before it calls the model. A run still
+    queued (its Slurm job not started) has no step in progress: its job is cancelled
+    and it is paused at once.
 
     \b
     Examples:
@@ -546,6 +605,10 @@ def pause(conv_id: str, no_wait: bool, timeout: float | None, as_json: bool) -> 
     from supervisor.summary import summary
 
     conv_dir = _conv_dir(conv_id)
+    if control.reconcile(conv_dir).status is Status.QUEUED:  # no step in progress: its job is cancelled
+        report = control.stop_run(conv_dir, requested_by="agent pause")
+        click.echo(f"{report.conversation} {report.status.value}")
+        return
     state, was_starting = control.request_pause(conv_dir)
     was_running = state.status is Status.RUNNING
     if was_running and not no_wait:
@@ -645,7 +708,10 @@ def _print_raw(text: str) -> None:
 @_format_option
 def ps(show_all: bool, quiet: bool, last: int | None, no_trunc: bool, filters: tuple[str, ...], fmt: str,
        as_json: bool) -> None:
-    """List running and starting conversations, newest first (all of them with -a).
+    """List running, starting and queued conversations, newest first (all of them with -a).
+
+    A run whose liveness cannot be told from here (it runs on another machine, or
+    its scheduler cannot be asked) is listed as it is, with a note on stderr.
 
     A status= filter or -n looks at all conversations too. With 10,000 of them,
     a listing reads an index ($AGENT_HOME/index.json) that is rebuilt from the
@@ -665,6 +731,7 @@ def ps(show_all: bool, quiet: bool, last: int | None, no_trunc: bool, filters: t
     home = conversation.agent_home()
     problems: list[str] = []
     everything = show_all or last is not None or (chosen.statuses is not None and chosen.statuses != {"running"})
+    backends.prefetch(index.marked_dirs(home))  # one question to each scheduler, not one per run
     entries = index.all_entries(home, problems) if everything else index.running_entries(home, problems)
     entries = sorted((e for e in entries if chosen(e.summary)),
                      key=lambda e: (e.summary["created_at"], e.summary["id"]), reverse=True)[:last]
@@ -677,7 +744,8 @@ def ps(show_all: bool, quiet: bool, last: int | None, no_trunc: bool, filters: t
             index.complete(entries)
         _echo(query.format_many(docs, fmt, lambda: listing.ps_table(
             docs, colour=listing.use_colour(sys.stdout), truncate=not no_trunc)),
-              exact=fmt in ("json", "table"))  # the table makes its cells printable and colours itself
+          exact=fmt in ("json", "table"))  # the table makes its cells printable and colours itself
+    problems += [f"{d['id']}: liveness unknown: {d['liveness_detail']}" for d in docs if d.get("liveness") == "unknown"]
     for problem in problems:
         terminal.echo(f"warning: {problem}", err=True)
 
@@ -706,17 +774,20 @@ def show(conv_id: str, show_all: bool, tail: int | None, fmt: str, as_json: bool
     from supervisor.summary import summary
 
     conv_dir = _conv_dir(conv_id)
-    state = control.observe(conv_dir)
+    seen = control.observe_seen(conv_dir)
     events, _ = conversation.read_events(conv_dir)
     shown = events if show_all else [e for e in events if e["type"] not in render.BOOKKEEPING_EVENTS]
     if tail is not None:
         events, shown = events[max(0, len(events) - tail):], shown[max(0, len(shown) - tail):]
     pending = conversation.pending_messages(conv_dir)
+    state = seen.state
     doc = {"state": summary(state), "settings": dataclasses.asdict(state.settings),
            "runtime": dataclasses.asdict(state.runtime), "events": events, "pending_messages": pending}
+    if seen.probe:
+        doc["state"].update(liveness=seen.probe.liveness.value, liveness_detail=seen.probe.detail)
     fmt = "json" if as_json else fmt
-    _echo(query.format_one(doc, fmt, lambda: render.show_text(state, shown, pending), fields=doc["state"]),
-          exact=fmt == "json")
+    _echo(query.format_one(doc, fmt, lambda: render.show_text(state, shown, pending, seen.probe),
+                           fields=doc["state"]), exact=fmt == "json")
 
 
 @cli.command()
@@ -734,7 +805,7 @@ def logs(conv_id: str, follow: bool, tail: int | None, since: str | None, timest
       agent logs -f --tail 20 nightly
       agent logs --since 10m --timestamps 3f9a
     """
-    from supervisor import attach, control, processes, query
+    from supervisor import attach, control, query
 
     conv_dir = _conv_dir(conv_id)
     out: Any = sys.stdout.buffer
@@ -752,9 +823,9 @@ def logs(conv_id: str, follow: bool, tail: int | None, since: str | None, timest
         return
     def finished() -> bool:
         # The run's last words are printed after its final status is written: wait for
-        # its process to be gone too, so that they are shown.
+        # its process (or job) to be gone too, so that they are shown.
         state = control.observe(conv_dir)
-        return state.status not in ACTIVE and processes.identify(state.runtime) is None
+        return state.status not in ACTIVE and control.all_gone(state.runtime)
 
     try:
         attach.follow(conv_dir, out, offset=offset, done=finished)
@@ -894,8 +965,10 @@ def models(pattern: str | None, update_prices: bool, as_json: bool) -> None:
 
 @cli.command()
 @click.option("-v", "--verbose", is_flag=True, help="Also print the details of each check.")
+@click.option("--backend", type=click.Choice(["local", "slurm"]),
+              help="Also check what runs on this backend need  [default: $AGENT_BACKEND, else local]")
 @_json
-def doctor(verbose: bool, as_json: bool) -> None:
+def doctor(verbose: bool, as_json: bool, backend: str | None) -> None:
     """Check that this machine is ready for runs: exit 0 only if all is well.
 
     \b
@@ -904,16 +977,19 @@ def doctor(verbose: bool, as_json: bool) -> None:
       agent_home   $AGENT_HOME and everything in it are ours and private
       keys         which variable each provider's key would come from
       endpoint     the endpoint LLM_MODEL / LLM_BASE_URL configure answers
+      cluster      with --backend slurm: Slurm answers; $AGENT_HOME is shared, flock works
 
     \b
     Examples:
       agent doctor
       agent doctor -v
       agent doctor --json | jq '.[] | select(.ok | not)'
+      agent doctor --backend slurm
     """
     from supervisor.doctor import diagnose
+    from supervisor.settings import BACKEND_ENV
 
-    findings = diagnose(os.getcwd())
+    findings = diagnose(os.getcwd(), backend or os.environ.get(BACKEND_ENV) or "local")
     if as_json:
         _print_json([f.to_dict() for f in findings])
     else:

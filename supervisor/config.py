@@ -74,6 +74,7 @@ KEYS: dict[str, Key] = {key.name: key for key in (
     Key("sandbox", "AGENT_SANDBOX", "sandbox"),
     Key("network", "AGENT_NETWORK", "network"),
     Key("grace", None, "grace", ("run", "resume")),  # not `interrupt`: a broken file must not stop a stop
+    Key("backend", "AGENT_BACKEND", "backend"),  # not `resume`: it goes where the run last ran
 )}
 
 _BY_PARAM: dict[tuple[str, str], Key] = {(command, key.param): key for key in KEYS.values() for command in key.commands}

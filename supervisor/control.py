@@ -23,11 +23,11 @@ from pathlib import Path
 import psutil
 
 from agent_proc import api_key, conversation
-from agent_proc.conversation import ConversationError, State, load_state, transaction
-from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, process_start_ticks
+from agent_proc.conversation import ConversationError, Runtime, State, load_state, transaction
+from agent_proc.environment import MARKER_ENV, SUPERVISOR_ENV, process_start_ticks, same_host
 from agent_proc.providers import find_api_key, parse_model
 from agent_proc.status import ACTIVE, STARTABLE, Status
-from supervisor import processes
+from supervisor import backends, processes, scheduled
 
 STOP_LOCK_FILE = "stop.lock"
 START_TIMEOUT = 30.0
@@ -171,6 +171,18 @@ def wait_started(conv_dir: Path, process: subprocess.Popen[bytes], token: str,
         time.sleep(0.01)
 
 
+def launch(conv_dir: Path, backend_name: str, request: backends.StartRequest) -> State:
+    """Start the run's watcher through a backend: here (`local`: returns once the child
+    has taken the conversation over) or as a scheduler's job (returns once it is
+    submitted and the conversation `queued`)."""
+    backend = backends.get(backend_name)
+    started = backend.start(conv_dir, request)
+    if started.job is not None:
+        return scheduled.record_submission(conv_dir, backend, started.job)
+    assert started.process is not None and started.token is not None
+    return wait_started(conv_dir, started.process, started.token)
+
+
 def abandon_start(conv_dir: Path, child: subprocess.Popen[bytes], grace: float = 1.0) -> None:
     """Stop a run that was asked to stop (Ctrl+C) before `wait_started` returned: a
     `starting` conversation is paused at once; a child that has taken it over is
@@ -217,47 +229,79 @@ def _stop_lock(conv_dir: Path, *, wait: bool = True, give_up: Callable[[], bool]
         os.close(fd)
 
 
-def reconcile(conv_dir: Path, *, wait_for_stop: bool = False) -> State:
-    """The conversation's state, corrected if it says `running` but its process is gone
-    (or `starting` but the process starting it is gone).
+@dataclass
+class Seen:
+    """A conversation's state, and what its backend says of its run if it is under way."""
+
+    state: State
+    probe: backends.Probe | None  # None: no run is under way, nothing to ask
+
+
+def inspect(conv_dir: Path, *, wait_for_stop: bool = False) -> Seen:
+    """The conversation's state, corrected if it says a run is under way (`queued`,
+    `starting`, `running`) that is known to be gone: its process, the process starting
+    it, or its scheduler's job. An unknown liveness (a run on another host, a scheduler
+    that cannot be asked) changes nothing.
 
     While a stop is under way (another shell's `agent interrupt`), its record is about
     to be written: with `wait_for_stop` we wait for it, otherwise we leave it be.
     """
     state = load_state(conv_dir)
-    if not _vanished(state):
-        return state
+    if state.status not in ACTIVE:
+        return Seen(state, None)
+    probe = _probe(state)
+    if probe.liveness is not backends.Liveness.GONE:
+        return Seen(state, probe)
     with _stop_lock(conv_dir, wait=wait_for_stop) as free:
-        if not free:
-            return state
-        return _record_vanished(conv_dir)
+        if free:
+            state = _record_vanished(conv_dir, state, probe)
+    return Seen(state, probe)
 
 
-def observe(conv_dir: Path) -> State:
-    """The state as readers (`ps`, `show`, `wait`) show it: reconciled if need be, and if
-    that cannot be written (a full or read-only disk), the correction is shown, marked
-    as not recorded, instead of failing. A run whose supervisor is stopped or gone says so."""
+def reconcile(conv_dir: Path, *, wait_for_stop: bool = False) -> State:
+    """`inspect`, for callers that only want the state."""
+    return inspect(conv_dir, wait_for_stop=wait_for_stop).state
+
+
+def reconcile_locked(conv_dir: Path) -> State:
+    """`reconcile` for a caller that holds the stop lock."""
+    state = load_state(conv_dir)
+    return _record_vanished(conv_dir, state, _probe(state)) if state.status in ACTIVE else state
+
+
+def observe_seen(conv_dir: Path) -> Seen:
+    """`inspect` as readers (`ps`, `show`, `wait`) show it: if the correction cannot be
+    written (a full or read-only disk), it is shown, marked as not recorded, instead of
+    failing. A local run whose supervisor is stopped or gone says so."""
     try:
         # A stop that is recording a run whose process is gone is waited for (bounded):
         # a reader never shows `running` for a process that no longer exists.
-        state = reconcile(conv_dir, wait_for_stop=True)
+        seen = inspect(conv_dir, wait_for_stop=True)
     except OSError as error:
         state = load_state(conv_dir)
-        if not _vanished(state):
+        probe = _probe(state) if state.status in ACTIVE else None
+        if probe is None or probe.liveness is not backends.Liveness.GONE:
             raise
         shown = dataclasses.replace(state, status=Status.ERROR, status_kind="unrecorded")
-        shown.status_reason = f"[not recorded: {error.strerror or error}] {_vanished_reason(state)}"
-        return shown
+        shown.status_reason = f"[not recorded: {error.strerror or error}] {probe.detail}"
+        return Seen(shown, probe)
+    state = seen.state
     if state.status is Status.RUNNING and (problem := supervisor_problem(state)):
-        return dataclasses.replace(state, status_reason=f"{problem}; {state.status_reason or ''}".rstrip("; "))
-    return state
+        state = dataclasses.replace(state, status_reason=f"{problem}; {state.status_reason or ''}".rstrip("; "))
+    return Seen(state, seen.probe)
+
+
+def observe(conv_dir: Path) -> State:
+    """`observe_seen`, for callers that only want the state."""
+    return observe_seen(conv_dir).state
 
 
 def supervisor_problem(state: State) -> str | None:
     """Why the run's limits may not be enforced from outside: its supervising process
-    is gone or stopped (the child's own backstop still holds them)."""
+    is gone or stopped (the child's own backstop still holds them). Only a command on
+    the run's host can tell."""
     runtime = state.runtime
-    if not runtime.supervisor_pid:
+    if not runtime.supervisor_pid or not same_host(runtime.host):
         return None
     child = processes.identify(runtime)
     try:
@@ -270,40 +314,57 @@ def supervisor_problem(state: State) -> str | None:
     return None
 
 
-def _vanished(state: State) -> bool:
-    """Whether the state says a process is at work on it that no longer exists."""
-    if state.status is Status.RUNNING:
-        return processes.identify(state.runtime) is None
+def _probe(state: State, *, ask_scheduler: bool = False) -> backends.Probe:
+    """Whether the run the state says is under way still is. A `starting` run is alive
+    while the process starting it is (a scheduler's job, if that is on another host)."""
     if state.status is Status.STARTING:
         starter = (state.start or {}).get("starter") or {}
-        return not processes.is_alive(starter.get("pid"), starter.get("start_ticks"))
-    return False
+        if starter.get("host") and not same_host(starter["host"]):
+            if state.runtime.awaiting_process:
+                return _probe_runtime(state.runtime, ask_scheduler=ask_scheduler)
+            where = starter["host"].get("hostname")
+            return backends.Probe(backends.Liveness.UNKNOWN, f"it is being started on {where}")
+        if processes.is_alive(starter.get("pid"), starter.get("start_ticks")):
+            return backends.Probe(backends.Liveness.ALIVE, f"being started by pid {starter.get('pid')}")
+        return backends.Probe(backends.Liveness.GONE, f"the process starting it (pid {starter.get('pid')}, "
+                                                      f"{starter.get('command')}) is gone")
+    return _probe_runtime(state.runtime, ask_scheduler=ask_scheduler)
 
 
-def _vanished_reason(state: State) -> str:
-    if state.status is Status.STARTING:
-        starter = (state.start or {}).get("starter") or {}
-        return f"the process starting it (pid {starter.get('pid')}, {starter.get('command')}) is gone"
-    return (f"process {state.runtime.pid} is gone without recording an outcome "
-            "(crashed, killed, or the machine restarted)")
+def _probe_runtime(runtime: Runtime, *, ask_scheduler: bool = False) -> backends.Probe:
+    try:
+        return backends.of(runtime).probe(runtime, ask_scheduler=ask_scheduler)
+    except backends.BackendError as error:
+        return backends.Probe(backends.Liveness.UNKNOWN, str(error))
 
 
-def _record_vanished(conv_dir: Path) -> State:
-    """Under the stop lock: mark a conversation whose process is gone as failed, and end
-    whatever it left behind (tools of a child that crashed run on under init)."""
+def _same_start(a: State, b: State) -> bool:
+    ra, rb = a.runtime, b.runtime
+    return ((a.status, (a.start or {}).get("token"), ra.pid, ra.start_ticks, (ra.job or {}).get("id"))
+            == (b.status, (b.start or {}).get("token"), rb.pid, rb.start_ticks, (rb.job or {}).get("id")))
+
+
+def _record_vanished(conv_dir: Path, seen: State, probe: backends.Probe) -> State:
+    """Under the stop lock: mark a run that `probe` found gone as failed (or, for a job
+    cancelled before it started, paused), and end whatever it left behind here
+    (tools of a child that crashed run on under init)."""
     with transaction(conv_dir) as txn:
         state = txn.state
-        if _vanished(state):
+        runtime = state.runtime
+        if state.status in ACTIVE and probe.liveness is backends.Liveness.GONE and _same_start(state, seen):
             starting = state.status is Status.STARTING
-            marker = (state.start or {}).get("token") if starting else state.runtime.marker
-            orphans = processes.marked(marker)
+            marker = (state.start or {}).get("token") if starting else runtime.marker
+            here = same_host(((state.start or {}).get("starter") or {}).get("host") if starting else runtime.host)
+            orphans = processes.marked(marker) if here else []
             processes.send(orphans, signal.SIGKILL)
-            reason = _vanished_reason(state)
-            txn.record("reconciled", reason=reason, pid=None if starting else state.runtime.pid,
+            txn.record("reconciled", reason=probe.detail, pid=None if starting else runtime.pid,
                        killed=[_describe(p) for p in orphans])
-            if not starting and state.runtime.ended_at is None:
+            if not starting and runtime.ended_at is None:
                 txn.record("exited", exit_code=None)
-            txn.set_status(Status.ERROR, reason)
+            if state.status is Status.QUEUED and probe.cancelled:
+                txn.set_status(Status.PAUSED, f"{probe.detail}; nothing ran", kind="cancelled")
+            else:
+                txn.set_status(Status.ERROR, probe.detail)
         return txn.state
 
 
@@ -346,15 +407,25 @@ def stop_run(
     changes nothing.
     """
     started = time.monotonic()
-    with _stop_lock(conv_dir, give_up=hurry):
+    runtime = load_state(conv_dir).runtime
+    # The watcher in a scheduler's job stops its child for a stop that already holds
+    # the lock elsewhere (the command that signalled it through the scheduler, and
+    # waits for it): it must not wait for that lock.
+    for_a_scheduler = runtime.backend != backends.DEFAULT and not _through_scheduler(runtime)
+    with contextlib.nullcontext() if for_a_scheduler else _stop_lock(conv_dir, give_up=hurry):
         with transaction(conv_dir, give_up=hurry) as txn:
             if _stop_starting(txn, requested_by):
                 return StopReport(txn.state.id, txn.state.status, already_stopped=False, method="before_start",
                                   before_start=True)
         state = load_state(conv_dir)
+        if state.status in ACTIVE and _through_scheduler(state.runtime):
+            return scheduled.stop(conv_dir, state, grace=grace, requested_by=requested_by, hurry=hurry, started=started)
+        if state.status is Status.RUNNING and not same_host(state.runtime.host):
+            raise ConversationError(f"run {state.id} is a local run on {(state.runtime.host or {}).get('hostname')}; "
+                                    "stop it from there")
         process = processes.identify(state.runtime) if state.status is Status.RUNNING else None
         if process is None:
-            state = _record_vanished(conv_dir)
+            state = reconcile_locked(conv_dir)
             return StopReport(state.id, state.status, already_stopped=True)
 
         tree = processes.snapshot_tree(process)
@@ -394,11 +465,28 @@ def stop_run(
                           escaped=escaped_info)
 
 
+def _through_scheduler(runtime: Runtime) -> bool:
+    """Whether a stop must go through the run's scheduler: always, except for the run's
+    own supervisor (the watcher inside the job), which stops its child itself."""
+    if runtime.backend == backends.DEFAULT:
+        return False
+    return not (runtime.supervisor_pid == os.getpid() and same_host(runtime.host))
+
+
 def _describe(process: psutil.Process) -> str:
     try:
         return f"{process.pid} {' '.join(process.cmdline())[:80]}"
     except psutil.Error:
         return str(process.pid)
+
+
+def all_gone(runtime: Runtime) -> bool:
+    """Whether no process of the run is left: its pid gone, or for a scheduler's job,
+    the job ended (or nobody can tell any more)."""
+    if runtime.backend != backends.DEFAULT:
+        probe = _probe_runtime(runtime, ask_scheduler=True)
+        return probe.liveness is not backends.Liveness.ALIVE
+    return not same_host(runtime.host) or processes.identify(runtime) is None
 
 
 def wait_supervisor_gone(conv_dir: Path, timeout: float = 3.0) -> None:
@@ -434,7 +522,7 @@ def request_pause(conv_dir: Path) -> tuple[State, bool]:
 
 
 def wait_settled(conv_dir: Path, timeout: float | None = None, poll: float = 0.05) -> State:
-    """Wait until the conversation is not running (or `timeout`); return its state."""
+    """Wait until no run is under way (or `timeout`); return the conversation's state."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         state = observe(conv_dir)

@@ -1,12 +1,14 @@
 """`agent doctor`: whether this machine is ready for unattended runs, and what to do if not.
 
-Four checks, each a `Finding`:
+Four checks, each a `Finding`, and a fifth for runs that go to a cluster:
 
 - sandbox:    bwrap is there and makes the sandbox runs use (user, PID, mount and
               network namespaces), or why it cannot;
 - agent home: $AGENT_HOME and what is in it belong to us and are private;
 - keys:       which variable each provider's key would come from (never the key itself);
-- endpoint:   the configured endpoint (LLM_BASE_URL, else LLM_MODEL's provider) answers.
+- endpoint:   the configured endpoint (LLM_BASE_URL, else LLM_MODEL's provider) answers;
+- cluster:    with `--backend slurm` (or $AGENT_BACKEND=slurm): the scheduler answers, and
+              $AGENT_HOME is on storage the nodes share, with working `flock`.
 
 Everything is well only if every finding is.
 """
@@ -36,9 +38,29 @@ class Finding:
         return {"check": self.check, "ok": self.ok, "summary": self.summary, "details": self.details}
 
 
-def diagnose(workspace: str) -> list[Finding]:
-    """Every check, for runs started in `workspace`."""
-    return [check_sandbox(workspace), check_agent_home(conversation.agent_home()), check_keys(), check_endpoint()]
+def diagnose(workspace: str, backend: str = "local") -> list[Finding]:
+    """Every check, for runs started in `workspace` on `backend`."""
+    home = conversation.agent_home()
+    findings = [check_sandbox(workspace), check_agent_home(home), check_keys(), check_endpoint()]
+    if backend == "slurm":
+        findings.append(check_cluster(home))
+    return findings
+
+
+def check_cluster(home: Path) -> Finding:
+    """The Slurm backend's own checks as one finding: a failure fails it, a warning
+    (storage that may be local) is only shown."""
+    from supervisor.backends import slurm
+
+    checks = slurm.doctor_checks(home)
+    failed = [c for c in checks if c.ok is False]
+    warned = [c for c in checks if c.ok is None]
+    details = [f"{'ok' if c.ok else 'FAIL' if c.ok is False else 'warn'}: {c.name}: {c.detail}" for c in checks]
+    if failed:
+        return Finding("cluster", False, "; ".join(f"{c.name}: {c.detail}" for c in failed), details)
+    summary = "Slurm answers and $AGENT_HOME takes flock" + (
+        f" (warning: {warned[0].detail})" if warned else "")
+    return Finding("cluster", True, summary, details)
 
 
 # --------------------------------------------------------------------------- sandbox

@@ -7,9 +7,10 @@ when they were taken. A history is only ever appended to, so a conversation whos
 is; any other is read again from its files, and the index is rewritten. Deleting
 the index is always safe: the next listing rebuilds it.
 
-Running conversations come from `agent_proc.running` instead (a handful of files,
-not thousands), and each is reconciled, so a run whose process died is never shown
-running.
+Running (and queued) conversations come from `agent_proc.running` instead (a
+handful of files, not thousands), and each is reconciled, so a run whose process
+died is never shown running; its summary also says what its backend said of its
+liveness (`liveness`, `liveness_detail`).
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ class Entry:
         return self.root / self.summary["id"]
 
 
-def _entry(state: State, conv_dir: Path) -> Entry:
-    return Entry(summary(state), state.usage, conv_dir.parent)
+def _entry(state: State, conv_dir: Path, probe: Any = None) -> Entry:
+    doc = summary(state)
+    if probe is not None:  # a run under way: what its backend says of it
+        doc.update(liveness=probe.liveness.value, liveness_detail=probe.detail)
+    return Entry(doc, state.usage, conv_dir.parent)
 
 
 def _history_key(events_path: str) -> list[int] | None:
@@ -98,9 +102,10 @@ def all_entries(home: Path, problems: list[str]) -> list[Entry]:
             entries.append(Entry(hit[1], hit[2], root))
             continue
         conv_dir = root / conv_id
-        if (state := _current(conv_dir, problems)) is None:
+        if (current := _current(conv_dir, problems)) is None:
             continue
-        entry = _entry(state, conv_dir)
+        state, probe = current
+        entry = _entry(state, conv_dir, probe)
         entries.append(entry)
         if state.status not in ACTIVE and key is not None:
             # The key was taken before reading: a history that grew meanwhile is read again next time.
@@ -122,21 +127,24 @@ def complete(entries: list[Entry]) -> None:
             entry.summary.update({field: summary(state)[field] for field in UNCACHED})
 
 
-def _current(conv_dir: Path, problems: list[str]) -> State | None:
-    """The state, reconciled if it says running (psutil is imported only then); None
+def _current(conv_dir: Path, problems: list[str]) -> tuple[State, Any] | None:
+    """The state, reconciled if it says a run is under way (psutil is imported only
+    then), with what the run's backend said of it (None if nothing was asked); None
     if it cannot be read, and why in `problems`."""
+    probe = None
     try:
         state = conversation.load_state(conv_dir)
         if state.status in ACTIVE:
             from supervisor import control
 
-            state = control.observe(conv_dir)  # shown as it is even where it cannot be recorded
+            seen = control.observe_seen(conv_dir)  # shown as it is even where it cannot be recorded
+            state, probe = seen.state, seen.probe
         if not state.prompt:  # recorded by an older version, which kept no preview
             state.prompt = _first_prompt(conv_dir)
     except ConversationError as error:
         problems.append(str(error))
         return None
-    return state
+    return state, probe
 
 
 def _first_prompt(conv_dir: Path) -> str:
@@ -149,8 +157,14 @@ def _first_prompt(conv_dir: Path) -> str:
     return ""
 
 
+def marked_dirs(home: Path) -> list[Path]:
+    """The conversations marked as under way (running or queued), some perhaps no longer."""
+    root = conversation.conversations_root(home)
+    return [root / conv_id for conv_id in running.marked_ids(home)]
+
+
 def running_entries(home: Path, problems: list[str]) -> list[Entry]:
-    """The conversations that are running now."""
+    """The conversations under way now (running or queued)."""
     root = conversation.conversations_root(home)
     entries = []
     for conv_id in running.marked_ids(home):
@@ -158,10 +172,11 @@ def running_entries(home: Path, problems: list[str]) -> list[Entry]:
         if not conv_dir.is_dir():  # removed by hand
             running.unmark(conv_dir)
             continue
-        if (state := _current(conv_dir, problems)) is None:
+        if (current := _current(conv_dir, problems)) is None:
             continue
+        state, probe = current
         if state.status in ACTIVE:
-            entries.append(_entry(state, conv_dir))
+            entries.append(_entry(state, conv_dir, probe))
         else:
             _forget(conv_dir)
     return entries

@@ -37,5 +37,6 @@ def exit_code_for(state: State) -> int:
         Status.PAUSED: EXIT_PAUSED,
         Status.STARTING: EXIT_STILL_RUNNING,
         Status.RUNNING: EXIT_STILL_RUNNING,
+        Status.QUEUED: EXIT_STILL_RUNNING,
         Status.IDLE: EXIT_STILL_RUNNING,
     }[state.status]

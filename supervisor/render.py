@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent_proc import sandbox
 from agent_proc.conversation import Runtime, State
+from supervisor.backends import Probe
 
 if TYPE_CHECKING:
     from agent_proc.pricing import Model
@@ -29,17 +30,31 @@ def cost(value: float | None) -> str:
     return "unknown" if value is None else f"${value:.4f}"
 
 
+def where(state: State) -> str:
+    """Where the run under way executes ("pid 4242", "slurm job 17 on node3"), else "-"."""
+    from agent_proc.status import ACTIVE
+    from supervisor import backends
+
+    if state.status not in ACTIVE:
+        return "-"
+    try:
+        return backends.of(state.runtime).describe(state.runtime)
+    except backends.BackendError:
+        return state.runtime.backend
+
+
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
-def state_header(state: State) -> str:
+def state_header(state: State, probe: Probe | None = None) -> str:
     m, r = state.metrics, state.runtime
     lines = [
         f"id:          {state.id}" + (f"  (name {state.name})" if state.name else ""),
         *([f"labels:      {', '.join(f'{k}={v}' for k, v in sorted(state.labels.items()))}"] if state.labels else []),
         f"status:      {state.status.value}" + (f" ({state.status_reason})" if state.status_reason else ""),
+        *([f"alive:       {probe.liveness.value} ({probe.detail})"] if probe else []),
         f"model:       {state.model}  at {state.base_url}",
         f"workspace:   {state.workspace}",
         f"sandbox:     {sandbox.describe(state.settings)}",
@@ -57,10 +72,20 @@ def state_header(state: State) -> str:
 
 
 def _process_line(runtime: Runtime) -> str:
+    job = runtime.job or {}
+    if job:
+        started = f", started {job['started_at']}" if job.get("started_at") else ", not started"
+        node = f" on {job['node']}" if job.get("node") else ""
+        cluster = f" (cluster {job['cluster']})" if job.get("cluster") else ""
+        line = f"job:         {runtime.backend} job {job.get('id')}{node}{cluster}, submitted {job.get('submitted_at')}"
+        line += f"{started}\n"
+    else:
+        line = ""
     if not runtime.pid:
-        return "process:     never started"
+        return line + "process:     never started"
     ended = f", exit {runtime.exit_code}" if runtime.exit_code is not None else ""
-    return f"process:     pid {runtime.pid}, started {runtime.started_at}{ended}"
+    host = f" on {runtime.host['hostname']}" if runtime.host else ""
+    return line + f"process:     pid {runtime.pid}{host}, started {runtime.started_at}{ended}"
 
 
 # Events that record the process machinery rather than the conversation; `show` hides them unless --all.
@@ -105,8 +130,8 @@ def event_text(event: dict[str, Any]) -> str:
     return f"{head} {kind} {json.dumps(rest, ensure_ascii=False)}" if rest else f"{head} {kind}"
 
 
-def show_text(state: State, events: list[dict[str, Any]], pending: list[str]) -> str:
-    lines = [state_header(state), "", "history:"]
+def show_text(state: State, events: list[dict[str, Any]], pending: list[str], probe: Probe | None = None) -> str:
+    lines = [state_header(state, probe), "", "history:"]
     lines += [event_text(e) for e in events]
     if pending:
         lines += ["", "waiting in the inbox:"] + [f"  {p}" for p in pending]

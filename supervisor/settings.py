@@ -11,7 +11,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from agent_proc.conversation import Settings
+from agent_proc.conversation import Runtime, Settings
 from agent_proc.providers import (
     ModelNameError,
     ModelRef,
@@ -115,3 +115,34 @@ def check_reasoning(settings: ModelSettings, run_settings: Settings) -> Settings
     except reasoning.ReasoningError as e:
         raise SettingsError(str(e)) from None
     return dataclasses.replace(run_settings, api=api)
+
+
+BACKEND_ENV = "AGENT_BACKEND"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a run executes: a backend (`supervisor.backends`) and the options passed
+    to its scheduler as they are (`--sbatch-arg`)."""
+
+    backend: str
+    args: tuple[str, ...] = ()
+
+
+def resolve_placement(backend: str | None, args: tuple[str, ...], last: Runtime | None = None) -> Placement:
+    """--backend, else the backend the conversation last ran on (`last`, for resume),
+    else $AGENT_BACKEND, else local. Without new --sbatch-arg, a run resubmitted to the
+    same scheduler keeps the options of its last job."""
+    from supervisor import backends
+
+    ran_before = last is not None and (last.started_at is not None or last.job is not None)
+    name = backend or (last.backend if ran_before and last else None) or os.environ.get(BACKEND_ENV) or backends.DEFAULT
+    if name not in backends.names():
+        raise SettingsError(f"unknown backend {name!r} (from ${BACKEND_ENV}); known: {', '.join(backends.names())}")
+    if args and name != "slurm":
+        raise SettingsError(f"--sbatch-arg is for --backend slurm, not {name}")
+    if problem := backends.get(name).unavailable():
+        raise SettingsError(problem)
+    if not args and last is not None and last.backend == name and last.job:
+        args = tuple(last.job.get("args") or ())
+    return Placement(name, args)

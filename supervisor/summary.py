@@ -17,7 +17,8 @@ SCHEMA_VERSION = 1
 # In the order `docs/json.md` lists them; a template (`--format '{id} {status}'`) may use any.
 FIELDS = (
     "schema_version", "id", "name", "labels", "status", "reason", "kind", "model", "base_url", "workspace",
-    "prompt", "created_at", "updated_at", "started_at", "ended_at", "pid", "supervisor_pid", "host", "exit_code",
+    "prompt", "created_at", "updated_at", "started_at", "ended_at", "pid", "supervisor_pid", "host", "backend", "job",
+    "exit_code",
     "cost_usd", "cost_estimated", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
     "total_tokens", "model_calls", "http_attempts", "tool_calls", "iterations", "events_seq", "final_answer",
 )
@@ -45,7 +46,9 @@ def summary(state: State) -> dict[str, Any]:
         "ended_at": r.ended_at,
         "pid": r.pid if running else None,
         "supervisor_pid": r.supervisor_pid if running else None,
-        "host": r.host,
+        "host": (r.host or {}).get("hostname"),
+        "backend": r.backend,
+        "job": r.job,
         "exit_code": r.exit_code,
         "cost_usd": m.accumulated_cost,
         "cost_estimated": m.cost_estimated,

@@ -34,16 +34,18 @@ class Watchdog:
     child: subprocess.Popen[bytes]
     grace: float
     settings: Settings
+    time_up: Callable[[], bool] = lambda: False  # a scheduler warned that the job's time limit is near
     started: float = field(default_factory=time.monotonic)
     nudged: tuple[tuple[int, int], float] | None = None  # (call n, attempt) sent SIGUSR1, and when
 
     @classmethod
-    def for_run(cls, conv_dir: Path, child: subprocess.Popen[bytes], grace: float) -> Watchdog:
-        return cls(conv_dir, child, grace, load_state(conv_dir).settings)
+    def for_run(cls, conv_dir: Path, child: subprocess.Popen[bytes], grace: float,
+                time_up: Callable[[], bool] = lambda: False) -> Watchdog:
+        return cls(conv_dir, child, grace, load_state(conv_dir).settings, time_up)
 
     @property
     def idle(self) -> bool:
-        return self.settings.llm_timeout is None and self.settings.run_timeout is None
+        return self.settings.llm_timeout is None and self.settings.run_timeout is None and not self.time_up()
 
     def check(self, meanwhile: Callable[[], bool] = lambda: False) -> control.StopReport | None:
         """Act on any limit that has passed; return the report if the run was stopped.
@@ -51,9 +53,12 @@ class Watchdog:
         if self.idle or self.child.poll() is not None:
             return None
         run_timeout = self.settings.run_timeout
-        if run_timeout is not None and time.monotonic() - self.started > run_timeout:
+        over = run_timeout is not None and time.monotonic() - self.started > run_timeout
+        if over or self.time_up():
+            reason = (f"the run exceeded --timeout {run_timeout:g} s" if over
+                      else "the job reached the scheduler's warning before its time limit")
             report = control.stop_run(self.conv_dir, grace=self.grace, requested_by="--timeout", hurry=meanwhile)
-            end_stopped_run(self.conv_dir, Status.ERROR, f"the run exceeded --timeout {run_timeout:g} s", "timeout")
+            end_stopped_run(self.conv_dir, Status.ERROR, reason, "timeout")
             return report
         call = load_state(self.conv_dir).current_call
         llm_timeout = self.settings.llm_timeout

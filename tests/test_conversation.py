@@ -111,3 +111,41 @@ def test_appending_does_not_rewrite_the_history(conv_dir):
     after = path.read_bytes()
     assert path.stat().st_ino == inode
     assert after.startswith(before) and after.count(b"\n") == before.count(b"\n") + 1
+
+
+def test_a_submitted_run_keeps_its_job_once_its_process_starts_and_not_after(conv_dir):
+    with transaction(conv_dir) as txn:
+        txn.record("submitted", backend="slurm", job={"id": "7", "cluster": None, "args": ["--hold"]})
+        txn.set_status(Status.QUEUED, "submitted")
+    with transaction(conv_dir) as txn:
+        txn.record("job_started", node="n1", cluster="hpc", host={"hostname": "n1"})
+        txn.set_status(Status.STARTING, "job 7 started on n1", token="t1",
+                       starter={"pid": 41, "host": {"hostname": "n1"}})
+    with transaction(conv_dir) as txn:
+        txn.set_status(Status.RUNNING, "started")
+        txn.record("started", pid=42, create_time=1.0, host={"hostname": "n1", "boot_id": "b"})
+    runtime = load_state(conv_dir).runtime
+    assert (runtime.backend, runtime.pid, runtime.host["hostname"]) == ("slurm", 42, "n1")
+    assert {k: runtime.job[k] for k in ("id", "node", "cluster", "args")} == \
+        {"id": "7", "node": "n1", "cluster": "hpc", "args": ["--hold"]}
+    assert runtime.job["submitted_at"] <= runtime.job["started_at"]
+
+    with transaction(conv_dir) as txn:  # later, a local start: no job of its own
+        txn.set_status(Status.PAUSED, "interrupted")
+        txn.record("exited", exit_code=130)
+        txn.set_status(Status.STARTING, "starting", token="t2", starter={"pid": 44})
+        txn.set_status(Status.RUNNING, "resumed")
+        txn.record("started", pid=43, create_time=2.0)
+    runtime = load_state(conv_dir).runtime
+    assert (runtime.backend, runtime.job, runtime.pid) == ("local", None, 43)
+
+
+def test_a_queued_run_starts_or_stops_but_never_finishes_unstarted():
+    # Its job's watcher takes it to starting, like any start; nobody runs it straight from the queue.
+    assert TRANSITIONS[Status.QUEUED] == {Status.STARTING, Status.PAUSED, Status.ERROR}
+    with pytest.raises(IllegalTransition, match="cannot go from queued to running"):
+        check_transition(Status.QUEUED, Status.RUNNING)
+    with pytest.raises(IllegalTransition, match="cannot go from queued to finished"):
+        check_transition(Status.QUEUED, Status.FINISHED)
+    with pytest.raises(IllegalTransition):
+        check_transition(Status.RUNNING, Status.QUEUED)

@@ -188,11 +188,13 @@ def test_every_command_prints_the_same_summary(agent, serve):
     docs["ps -a jsonl"] = json.loads(agent("ps", "-a", "--format", "jsonl").stdout.splitlines()[0])
     docs["rm --json"] = json.loads(agent("rm", conv_id, "--json").stdout)[0]
 
-    extras = {"interrupt --json": {"stop"}, "send --json": {"delivered_to"}, "rm --json": {"removed", "freed_bytes"}}
+    extras = {"interrupt --json": {"stop"}, "send --json": {"delivered_to"}, "rm --json": {"removed", "freed_bytes"},
+              "ps --json": {"liveness", "liveness_detail"}}  # a run under way: what its backend says of it
     for command, doc in docs.items():
         assert set(doc) == set(FIELDS) | extras.get(command, set()), command
         assert doc["schema_version"] == 1
     assert docs["ps --json"]["status"] == "running" and docs["ps --json"]["pid"]
+    assert docs["ps --json"]["liveness"] == "yes"
     assert docs["interrupt --json"]["status"] == "paused" and docs["interrupt --json"]["kind"] == "interrupt"
     assert docs["interrupt --json"]["stop"]["method"] == "sigint"
     assert docs["send --json"]["delivered_to"] == "history"
