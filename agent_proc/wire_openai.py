@@ -16,15 +16,21 @@ if TYPE_CHECKING:
 REASONING_KEYS = ("reasoning_items", "reasoning_api")
 
 
+def bearer_headers(api_key: str | None) -> dict[str, str]:
+    """The headers of a JSON request to an OpenAI API (chat completions or Responses)."""
+    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
 def build_request(
     model: str, base_url: str, api_key: str | None, messages: list[dict[str, Any]],
     tools: list[dict[str, Any]], stream: bool, *, max_output_tokens: int | None = None,
     reasoning: RequestReasoning | None = None,
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
     """URL, headers and JSON body of one chat-completions call."""
-    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
+    headers = bearer_headers(api_key)
     body: dict[str, Any] = {"model": model,
                             "messages": [_tidy(_without_reasoning(m)) for m in messages if _sendable(m)]}
     if max_output_tokens is not None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from agent_proc.wire_openai import bearer_headers
+
 if TYPE_CHECKING:
     from agent_proc.llm import OnDelta, Partial
     from agent_proc.reasoning import RequestReasoning
@@ -37,9 +39,7 @@ def build_request(
     reasoning: RequestReasoning | None = None,
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
     """URL, headers and JSON body of one Responses API call."""
-    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
+    headers = bearer_headers(api_key)
     body: dict[str, Any] = {"model": model, "input": convert_messages(messages), "store": False}
     instructions = "\n\n".join(m.get("content") or "" for m in messages if m.get("role") == "system")
     if instructions:
